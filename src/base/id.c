@@ -1,0 +1,67 @@
+/* id.c - time-ordered random ids (see id.h). */
+#include "base/id.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "base/clock.h"
+
+static const char crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
+
+void ackd_random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            perror("getrandom");
+            abort();
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+}
+
+void ackd_id_new_at(const char *prefix, int64_t ms, char *out)
+{
+    unsigned char b[16];
+    uint64_t t = (uint64_t)ms;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(t >> (40 - 8 * i));
+    ackd_random_bytes(b + 6, 10);
+
+    size_t plen = strlen(prefix);
+    memcpy(out, prefix, plen);
+    char *o = out + plen;
+    /* 128 bits as 26 base32 digits: the first digit carries 3 bits. */
+    for (int i = 0; i < ACKD_ID_BODY_LEN; i++) {
+        int bit = 128 - 5 * (ACKD_ID_BODY_LEN - i); /* start bit of this digit, may be < 0 */
+        unsigned v = 0;
+        for (int k = 0; k < 5; k++) {
+            int pos = bit + k;
+            v <<= 1;
+            if (pos >= 0)
+                v |= (b[pos / 8] >> (7 - pos % 8)) & 1u;
+        }
+        o[i] = crockford[v];
+    }
+    o[ACKD_ID_BODY_LEN] = '\0';
+}
+
+void ackd_id_new(const char *prefix, char *out)
+{
+    ackd_id_new_at(prefix, ackd_now_ms(), out);
+}
+
+int ackd_id_valid(const char *prefix, const char *s)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(s, prefix, plen) != 0 || strlen(s) != plen + ACKD_ID_BODY_LEN)
+        return 0;
+    for (const char *p = s + plen; *p; p++)
+        if (!strchr(crockford, *p))
+            return 0;
+    return s[plen] <= '7';
+}

@@ -1,0 +1,26 @@
+/* id.h - task, lease and request ids.
+ *
+ * An id is a prefix ("tsk_", "lse_", "req_") and 26 characters of Crockford
+ * base32 (lowercase) over 128 bits: 48 bits of ms since the epoch, then 80
+ * random bits from the kernel's CSPRNG. So ids sort by creation time, cannot
+ * be guessed, and are URL-safe (the ULID layout). Any thread. */
+#ifndef ACKD_BASE_ID_H
+#define ACKD_BASE_ID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ACKD_ID_BODY_LEN 26
+/* Enough for a prefix of up to 8 characters, the body and the NUL. */
+#define ACKD_ID_MAX 40
+
+/* Writes prefix + 26 characters into out (at least ACKD_ID_MAX bytes). */
+void ackd_id_new(const char *prefix, char *out);
+/* Same with a given time, for tests and ordering. */
+void ackd_id_new_at(const char *prefix, int64_t ms, char *out);
+/* Fills buf with n random bytes from the kernel. Aborts if it cannot. */
+void ackd_random_bytes(void *buf, size_t n);
+/* 1 if s is prefix + 26 valid characters. */
+int ackd_id_valid(const char *prefix, const char *s);
+
+#endif
