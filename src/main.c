@@ -1,1 +1,220 @@
-int main(void) { return 0; }
+/* main.c - the ackd binary: one table of subcommands.
+ *
+ *   ackd serve [--config FILE]     the server
+ *   ackd config check FILE         validate a configuration, print it resolved
+ *   ackd version
+ *
+ * Exit codes: 0 done, 1 runtime failure, 2 bad usage or bad configuration. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "base/log.h"
+#include "config/config.h"
+#include "http/http.h"
+#include "http/router.h"
+
+#define ACKD_VERSION "0.1.0"
+
+extern char **environ;
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} command_t;
+
+static int load_config(ackd_config_t *cfg, const char *file)
+{
+    char err[4096];
+    if (ackd_config_load(cfg, file, environ, err, sizeof err) != 0) {
+        fprintf(stderr, "%s", err);
+        if (err[0] && err[strlen(err) - 1] != '\n')
+            fputc('\n', stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* --- serve --- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    ackd_http_server_t *http;
+    ackd_api_t *api;
+    int stopping;
+} daemon_t;
+
+static void on_http_stopped(void *data)
+{
+    daemon_t *d = data;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    daemon_t *d = s->data;
+    if (d->stopping++) {
+        ACKD_LOG(ACKD_LOG_WARN, "second signal, exiting now", LOG_INT("signal", signum));
+        exit(1);
+    }
+    ACKD_LOG(ACKD_LOG_INFO, "shutting down", LOG_INT("signal", signum),
+             LOG_INT("connections", ackd_http_server_connections(d->http)));
+    atomic_store(&d->api->draining, true);
+    ackd_http_server_shutdown(d->http, on_http_stopped, d);
+}
+
+static int is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+static ackd_http_limits_t limits_from(const ackd_server_conf_t *s)
+{
+    return (ackd_http_limits_t){
+        .max_request_line = s->max_request_line,
+        .max_header_size = s->max_header_size,
+        .max_headers = (size_t)s->max_headers,
+        .max_headers_total = s->max_headers_total,
+        .max_body = s->max_body,
+        .head_timeout_ms = (uint64_t)s->head_timeout_ms,
+        .body_timeout_ms = (uint64_t)s->body_timeout_ms,
+        .keepalive_timeout_ms = (uint64_t)s->keepalive_timeout_ms,
+        .max_connections = (size_t)s->max_connections,
+        .max_requests_per_connection = (uint32_t)s->max_requests_per_connection,
+        .shutdown_grace_ms = (uint64_t)s->shutdown_grace_ms,
+        .access_log = s->access_log,
+    };
+}
+
+static int serve(const ackd_config_t *cfg)
+{
+    ackd_log_level = cfg->server.log_level;
+    if (cfg->nkeys == 0 && !is_loopback(cfg->server.listen_host)) {
+        fprintf(stderr,
+                "%s: [server] listen: no [keys] are configured, so ackd listens on loopback only "
+                "(got \"%s\"); add keys or listen on 127.0.0.1\n",
+                cfg->file ? cfg->file : "ackd", cfg->server.listen);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    daemon_t d = {0};
+    ackd_api_t api = {.cfg = cfg};
+    d.api = &api;
+    uv_loop_init(&d.loop);
+    ackd_router_t *router = ackd_router_new();
+    int rc = ackd_api_register(router, &api);
+    if (rc) {
+        fprintf(stderr, "ackd: cannot build the route table (%d)\n", rc);
+        return 1;
+    }
+    ackd_http_limits_t limits = limits_from(&cfg->server);
+    d.http = ackd_http_server_new(&d.loop, &limits, router);
+    rc = ackd_http_server_listen(d.http, cfg->server.listen_host, cfg->server.listen_port);
+    if (rc) {
+        ACKD_LOG(ACKD_LOG_ERROR, "cannot listen", LOG_STR("listen", cfg->server.listen),
+                 LOG_STR("error", uv_strerror(rc)));
+        fprintf(stderr, "ackd: cannot listen on %s: %s\n", cfg->server.listen, uv_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(&d.loop, &d.sigterm);
+    uv_signal_init(&d.loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    atomic_store(&api.ready, true);
+    ACKD_LOG(ACKD_LOG_INFO, "listening", LOG_STR("listen", cfg->server.listen),
+             LOG_INT("port", ackd_http_server_port(d.http)), LOG_STR("version", ACKD_VERSION));
+
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+
+    ackd_api_stop(&api);
+    ackd_http_server_free(d.http);
+    ackd_router_free(router);
+    uv_loop_close(&d.loop);
+    ACKD_LOG(ACKD_LOG_INFO, "stopped");
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *file = getenv("ACKD_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            file = argv[++i];
+        } else {
+            fprintf(stderr, "ackd serve: unknown argument \"%s\"\nusage: ackd serve [--config FILE]\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    ackd_config_t cfg;
+    int rc = load_config(&cfg, file);
+    if (rc)
+        return rc;
+    rc = serve(&cfg);
+    ackd_config_free(&cfg);
+    return rc;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[0], "check") != 0) {
+        fprintf(stderr, "usage: ackd config check FILE\n");
+        return 2;
+    }
+    ackd_config_t cfg;
+    int rc = load_config(&cfg, argv[1]);
+    if (rc)
+        return rc;
+    ackd_config_print(&cfg, stdout);
+    ackd_config_free(&cfg);
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("ackd %s (libuv %s)\n", ACKD_VERSION, uv_version_string());
+    return 0;
+}
+
+static const command_t commands[] = {
+    {.name = "serve", .run = cmd_serve, .usage = "serve [--config FILE]   run the server"},
+    {.name = "config", .run = cmd_config, .usage = "config check FILE       validate and print a configuration"},
+    {.name = "version", .run = cmd_version, .usage = "version                 print the version"},
+    {0},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ackd COMMAND [ARGS]\n\ncommands:\n");
+    for (const command_t *c = commands; c->name; c++)
+        fprintf(out, "  ackd %s\n", c->usage);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (const command_t *c = commands; c->name; c++)
+        if (strcmp(argv[1], c->name) == 0)
+            return c->run(argc - 2, argv + 2);
+    fprintf(stderr, "ackd: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -48,7 +48,7 @@ void ackd_log_end(ackd_logline_t *l);
         if ((level) >= ackd_log_level) {                                                           \
             ackd_logline_t log_line_;                                                              \
             ackd_log_begin(&log_line_, (level), (msg));                                            \
-            (void)(0, ##__VA_ARGS__);                                                              \
+            __VA_ARGS__;                                                                           \
             ackd_log_end(&log_line_);                                                              \
         }                                                                                          \
     } while (0)

@@ -1,0 +1,36 @@
+/* api.h - the HTTP API of ackd: one route table per resource file.
+ *
+ * ackd_api_register puts every route of the API on a router. The context
+ * carries what the handlers need (configuration now; the store, waiters and
+ * dispatcher as they come) and outlives the server. Main thread, at start-up. */
+#ifndef ACKD_API_API_H
+#define ACKD_API_API_H
+
+#include <stdbool.h>
+#include <stdatomic.h>
+
+#include "config/config.h"
+#include "http/router.h"
+
+typedef struct ackd_debug ackd_debug_t;
+
+typedef struct {
+    const ackd_config_t *cfg;
+    atomic_bool ready;        /* /readyz answers 200 once start-up is complete */
+    atomic_bool draining;     /* set at shutdown: /readyz answers 503 */
+    ackd_debug_t *debug;      /* test aids, only with [server] debug_endpoints */
+} ackd_api_t;
+
+/* Registers the whole API. 0 or a negative ACKD_E* code. */
+int ackd_api_register(ackd_router_t *router, ackd_api_t *api);
+/* Stops what the API started (threads of the debug endpoints). */
+void ackd_api_stop(ackd_api_t *api);
+
+/* Per-resource tables, registered by ackd_api_register. */
+extern const ackd_route_t ackd_api_ops_routes[];
+extern const ackd_route_t ackd_api_debug_routes[];
+
+ackd_debug_t *ackd_debug_start(void);
+void ackd_debug_stop(ackd_debug_t *d);
+
+#endif
