@@ -1,0 +1,652 @@
+/* sqlite.c - the embedded backend: one SQLite file in WAL mode.
+ *
+ * One writer connection (the committer's) and a few reader connections; WAL
+ * lets readers see the last commit while the writer works. synchronous=FULL
+ * fsyncs the WAL at every commit, so a commit that returned is on disk;
+ * NORMAL (opt-in) may lose the last commits on power loss, never corrupts.
+ *
+ * Schema history (PRAGMA user_version):
+ *   1  tasks, attempts, idempotency and their indexes.
+ * A new version appends a migration to `migrations`; opening an older file
+ * runs the missing ones in one transaction, a newer file is refused. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "store/store.h"
+
+static const char *const migrations[] = {
+    /* 1 */
+    "CREATE TABLE tasks ("
+    " id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
+    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+    " lease_id TEXT, lease_expires_at INTEGER,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER,"
+    " deadline_at INTEGER, payload TEXT, request TEXT, result TEXT, error TEXT,"
+    " progress_pct INTEGER, progress_msg TEXT, correlation_id TEXT, traceparent TEXT,"
+    " callback_url TEXT, idem_key TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX tasks_ready ON tasks(queue, priority DESC, due_at) WHERE state = 0;"
+    "CREATE INDEX tasks_due ON tasks(due_at) WHERE state = 0;"
+    "CREATE INDEX tasks_lease ON tasks(lease_expires_at) WHERE state = 1;"
+    "CREATE INDEX tasks_tenant ON tasks(tenant, id);"
+    "CREATE INDEX tasks_finished ON tasks(queue, finished_at) WHERE state >= 2;"
+    "CREATE TABLE attempts ("
+    " task_id TEXT NOT NULL, n INTEGER NOT NULL, started_at INTEGER NOT NULL,"
+    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT,"
+    " PRIMARY KEY (task_id, n)) WITHOUT ROWID;"
+    "CREATE TABLE idempotency ("
+    " tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
+    "CREATE INDEX idempotency_expiry ON idempotency(expires_at);",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+#define TASK_COLS                                                                                  \
+    "id, tenant, queue, state, priority, due_at, attempts, max_attempts, timeout_ms, lease_id,"    \
+    " lease_expires_at, created_at, updated_at, finished_at, deadline_at, payload, request,"       \
+    " result, error, progress_pct, progress_msg, correlation_id, traceparent, callback_url,"       \
+    " idem_key, cancel_requested"
+
+enum {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_NEXT_DUE, S_NEXT_EXPIRY,
+    S_STATS_COUNTS, S_STATS_OLDEST, S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
+    S_ATT_INSERT, S_ATT_FINISH, S_ATT_LIST,
+    S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
+    S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_TASK_INSERT] = "INSERT INTO tasks (" TASK_COLS ") VALUES "
+                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
+    [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
+                      " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
+                      " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
+                      " cancel_requested=?14 WHERE id = ?1",
+    [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
+                    " ORDER BY priority DESC, due_at LIMIT ?",
+    [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
+                  " ORDER BY lease_expires_at LIMIT ?",
+    [S_NEXT_DUE] = "SELECT MIN(due_at) FROM tasks WHERE state = 0 AND due_at > ?",
+    [S_NEXT_EXPIRY] = "SELECT MIN(lease_expires_at) FROM tasks WHERE state = 1",
+    [S_STATS_COUNTS] = "SELECT state, COUNT(*) FROM tasks WHERE queue = ? GROUP BY state",
+    [S_STATS_OLDEST] = "SELECT MIN(created_at) FROM tasks WHERE queue = ? AND state = 0",
+    [S_PURGE_SELECT] = "SELECT id FROM tasks WHERE queue = ? AND state >= 2 AND finished_at < ?"
+                       " ORDER BY finished_at LIMIT ?",
+    [S_PURGE_TASK] = "DELETE FROM tasks WHERE id = ?",
+    [S_PURGE_ATTEMPTS] = "DELETE FROM attempts WHERE task_id = ?",
+    [S_ATT_INSERT] = "INSERT INTO attempts (task_id, n, started_at, ended_at, outcome, error,"
+                     " lease_id) VALUES (?,?,?,?,?,?,?)",
+    [S_ATT_FINISH] = "UPDATE attempts SET ended_at = ?, outcome = ?, error = ?"
+                     " WHERE task_id = ? AND n = ?",
+    [S_ATT_LIST] = "SELECT n, started_at, ended_at, outcome, error, lease_id FROM attempts"
+                   " WHERE task_id = ? ORDER BY n",
+    [S_IDEM_GET] = "SELECT fingerprint, task_id, expires_at FROM idempotency"
+                   " WHERE tenant = ? AND scope = ? AND key = ?",
+    [S_IDEM_INSERT] = "INSERT OR REPLACE INTO idempotency (tenant, scope, key, fingerprint,"
+                      " task_id, expires_at) VALUES (?,?,?,?,?,?)",
+    [S_IDEM_PURGE] = "DELETE FROM idempotency WHERE (tenant, scope, key) IN (SELECT tenant, scope,"
+                     " key FROM idempotency WHERE expires_at < ? LIMIT ?)",
+};
+
+struct ackd_store_conn {
+    sqlite3 *db;
+    bool writer;
+    sqlite3_stmt *st[S_COUNT];
+};
+
+static int fail(ackd_store_conn_t *c, const char *what)
+{
+    ACKD_LOG(ACKD_LOG_ERROR, "sqlite error", LOG_STR("op", what),
+             LOG_STR("error", sqlite3_errmsg(c->db)));
+    return ACKD_EIO;
+}
+
+static sqlite3_stmt *stmt(ackd_store_conn_t *c, int which)
+{
+    if (!c->st[which] &&
+        sqlite3_prepare_v3(c->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT, &c->st[which], NULL) !=
+            SQLITE_OK) {
+        fail(c, sql[which]);
+        return NULL;
+    }
+    sqlite3_reset(c->st[which]);
+    sqlite3_clear_bindings(c->st[which]);
+    return c->st[which];
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void bind_time(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *v = sqlite3_column_text(s, i);
+    return v ? ackd_strndup((const char *)v, (size_t)sqlite3_column_bytes(s, i)) : NULL;
+}
+
+static void col_id(sqlite3_stmt *s, int i, char *out)
+{
+    const unsigned char *v = sqlite3_column_text(s, i);
+    size_t n = v ? (size_t)sqlite3_column_bytes(s, i) : 0;
+    if (n >= ACKD_ID_MAX)
+        n = ACKD_ID_MAX - 1;
+    if (n)
+        memcpy(out, v, n);
+    out[n] = '\0';
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_stmt(ackd_store_conn_t *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, what);
+}
+
+static int exec_simple(ackd_store_conn_t *c, int which)
+{
+    sqlite3_stmt *s = stmt(c, which);
+    return s ? exec_stmt(c, s, sql[which]) : ACKD_EIO;
+}
+
+/* --- schema --- */
+
+static int migrate(ackd_store_conn_t *c, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int version = 0;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW)
+            version = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "the database has schema version %d, newer than this ackd (%d)",
+                 version, SCHEMA_VERSION);
+        return ACKD_EINVAL;
+    }
+    if (version == SCHEMA_VERSION)
+        return 0;
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+        goto failed;
+    for (int v = version; v < SCHEMA_VERSION; v++)
+        if (sqlite3_exec(c->db, migrations[v], NULL, NULL, &msg) != SQLITE_OK)
+            goto failed;
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    if (sqlite3_exec(c->db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+        goto failed;
+    return 0;
+failed:
+    snprintf(err, errlen, "cannot migrate the database to schema version %d: %s", SCHEMA_VERSION,
+             msg ? msg : sqlite3_errmsg(c->db));
+    sqlite3_free(msg);
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return ACKD_EIO;
+}
+
+static void sq_close(ackd_store_conn_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    ackd_free(c);
+}
+
+static int sq_open(const char *location, bool writer, bool sync_full, ackd_store_conn_t **out,
+                   char *err, size_t errlen)
+{
+    ackd_store_conn_t *c = ACKD_NEW(ackd_store_conn_t);
+    c->writer = writer;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(location, &c->db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", location,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sq_close(c);
+        return ACKD_EIO;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA temp_store = MEMORY;"
+             " PRAGMA cache_size = -16384;%s",
+             sync_full ? "FULL" : "NORMAL", writer ? "" : " PRAGMA query_only = 1;");
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot set up %s: %s", location, msg ? msg : "?");
+        sqlite3_free(msg);
+        sq_close(c);
+        return ACKD_EIO;
+    }
+    if (writer && migrate(c, err, errlen) != 0) {
+        sq_close(c);
+        return ACKD_EIO;
+    }
+    *out = c;
+    return 0;
+}
+
+static int sq_begin(ackd_store_conn_t *c) { return exec_simple(c, S_BEGIN); }
+static int sq_commit(ackd_store_conn_t *c) { return exec_simple(c, S_COMMIT); }
+
+static int sq_rollback(ackd_store_conn_t *c)
+{
+    if (sqlite3_get_autocommit(c->db))
+        return 0;
+    return exec_simple(c, S_ROLLBACK);
+}
+
+/* --- tasks --- */
+
+static int sq_task_insert(ackd_store_conn_t *c, const ackd_task_t *t)
+{
+    sqlite3_stmt *s = stmt(c, S_TASK_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    int i = 1;
+    bind_text(s, i++, t->id);
+    bind_text(s, i++, t->tenant);
+    bind_text(s, i++, t->queue);
+    sqlite3_bind_int(s, i++, t->state);
+    sqlite3_bind_int(s, i++, t->priority);
+    sqlite3_bind_int64(s, i++, t->due_at);
+    sqlite3_bind_int(s, i++, t->attempts);
+    sqlite3_bind_int(s, i++, t->max_attempts);
+    sqlite3_bind_int64(s, i++, t->timeout_ms);
+    bind_text(s, i++, t->lease_id[0] ? t->lease_id : NULL);
+    bind_time(s, i++, t->lease_expires_at);
+    sqlite3_bind_int64(s, i++, t->created_at);
+    sqlite3_bind_int64(s, i++, t->updated_at);
+    bind_time(s, i++, t->finished_at);
+    bind_time(s, i++, t->deadline_at);
+    bind_text(s, i++, t->payload);
+    bind_text(s, i++, t->request);
+    bind_text(s, i++, t->result);
+    bind_text(s, i++, t->error);
+    if (t->progress_pct >= 0)
+        sqlite3_bind_int(s, i++, t->progress_pct);
+    else
+        sqlite3_bind_null(s, i++);
+    bind_text(s, i++, t->progress_msg);
+    bind_text(s, i++, t->correlation_id);
+    bind_text(s, i++, t->traceparent);
+    bind_text(s, i++, t->callback_url);
+    bind_text(s, i++, t->idem_key);
+    sqlite3_bind_int(s, i++, t->cancel_requested);
+    return exec_stmt(c, s, "task insert");
+}
+
+static void read_task(sqlite3_stmt *s, ackd_task_t *t)
+{
+    int i = 0;
+    memset(t, 0, sizeof *t);
+    col_id(s, i++, t->id);
+    t->tenant = col_text(s, i++);
+    t->queue = col_text(s, i++);
+    t->state = sqlite3_column_int(s, i++);
+    t->priority = sqlite3_column_int(s, i++);
+    t->due_at = sqlite3_column_int64(s, i++);
+    t->attempts = sqlite3_column_int(s, i++);
+    t->max_attempts = sqlite3_column_int(s, i++);
+    t->timeout_ms = sqlite3_column_int64(s, i++);
+    col_id(s, i++, t->lease_id);
+    t->lease_expires_at = sqlite3_column_int64(s, i++);
+    t->created_at = sqlite3_column_int64(s, i++);
+    t->updated_at = sqlite3_column_int64(s, i++);
+    t->finished_at = sqlite3_column_int64(s, i++);
+    t->deadline_at = sqlite3_column_int64(s, i++);
+    t->payload = col_text(s, i++);
+    t->request = col_text(s, i++);
+    t->result = col_text(s, i++);
+    t->error = col_text(s, i++);
+    t->progress_pct = sqlite3_column_type(s, i) == SQLITE_NULL ? -1 : sqlite3_column_int(s, i);
+    i++;
+    t->progress_msg = col_text(s, i++);
+    t->correlation_id = col_text(s, i++);
+    t->traceparent = col_text(s, i++);
+    t->callback_url = col_text(s, i++);
+    t->idem_key = col_text(s, i++);
+    t->cancel_requested = sqlite3_column_int(s, i++) != 0;
+}
+
+static int sq_task_get(ackd_store_conn_t *c, const char *id, ackd_task_t *out)
+{
+    sqlite3_stmt *s = stmt(c, S_TASK_GET);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        read_task(s, out);
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? ACKD_ENOENT : fail(c, "task get");
+}
+
+static int sq_task_update(ackd_store_conn_t *c, const ackd_task_t *t)
+{
+    sqlite3_stmt *s = stmt(c, S_TASK_UPDATE);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, t->id);
+    sqlite3_bind_int(s, 2, t->state);
+    sqlite3_bind_int64(s, 3, t->due_at);
+    sqlite3_bind_int(s, 4, t->attempts);
+    sqlite3_bind_int(s, 5, t->max_attempts);
+    bind_text(s, 6, t->lease_id[0] ? t->lease_id : NULL);
+    bind_time(s, 7, t->lease_expires_at);
+    sqlite3_bind_int64(s, 8, t->updated_at);
+    bind_time(s, 9, t->finished_at);
+    bind_text(s, 10, t->result);
+    bind_text(s, 11, t->error);
+    if (t->progress_pct >= 0)
+        sqlite3_bind_int(s, 12, t->progress_pct);
+    else
+        sqlite3_bind_null(s, 12);
+    bind_text(s, 13, t->progress_msg);
+    sqlite3_bind_int(s, 14, t->cancel_requested);
+    return exec_stmt(c, s, "task update");
+}
+
+/* Collects the first column of each row as ids. */
+static int collect_ids(ackd_store_conn_t *c, sqlite3_stmt *s, int limit, char (*ids)[ACKD_ID_MAX],
+                       int *n, const char *what)
+{
+    int rc;
+    *n = 0;
+    while (*n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        col_id(s, 0, ids[(*n)++]);
+    sqlite3_reset(s);
+    return (*n == limit || rc == SQLITE_DONE) ? 0 : fail(c, what);
+}
+
+static int sq_task_claimable(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
+                             char (*ids)[ACKD_ID_MAX], int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_CLAIMABLE);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_int(s, 3, limit);
+    return collect_ids(c, s, limit, ids, n, "claimable");
+}
+
+static int sq_task_expired(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                           int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_EXPIRED);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, limit);
+    return collect_ids(c, s, limit, ids, n, "expired");
+}
+
+static int single_int64(ackd_store_conn_t *c, sqlite3_stmt *s, int64_t *out, const char *what)
+{
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(c, what);
+}
+
+static int sq_next_due(ackd_store_conn_t *c, int64_t now, int64_t *due_at)
+{
+    sqlite3_stmt *s = stmt(c, S_NEXT_DUE);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, now);
+    return single_int64(c, s, due_at, "next due");
+}
+
+static int sq_next_expiry(ackd_store_conn_t *c, int64_t *expires_at)
+{
+    sqlite3_stmt *s = stmt(c, S_NEXT_EXPIRY);
+    return s ? single_int64(c, s, expires_at, "next expiry") : ACKD_EIO;
+}
+
+static int sq_task_list(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n)
+{
+    char q[512];
+    int len = snprintf(q, sizeof q, "SELECT " TASK_COLS " FROM tasks WHERE 1");
+    if (f->tenant)
+        len += snprintf(q + len, sizeof q - (size_t)len, " AND tenant = :tenant");
+    if (f->queue)
+        len += snprintf(q + len, sizeof q - (size_t)len, " AND queue = :queue");
+    if (f->state >= 0)
+        len += snprintf(q + len, sizeof q - (size_t)len, " AND state = :state");
+    if (f->before_id)
+        len += snprintf(q + len, sizeof q - (size_t)len, " AND id < :before");
+    snprintf(q + len, sizeof q - (size_t)len, " ORDER BY id DESC LIMIT :limit");
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(c->db, q, -1, &s, NULL) != SQLITE_OK)
+        return fail(c, "task list");
+    if (f->tenant)
+        bind_text(s, sqlite3_bind_parameter_index(s, ":tenant"), f->tenant);
+    if (f->queue)
+        bind_text(s, sqlite3_bind_parameter_index(s, ":queue"), f->queue);
+    if (f->state >= 0)
+        sqlite3_bind_int(s, sqlite3_bind_parameter_index(s, ":state"), f->state);
+    if (f->before_id)
+        bind_text(s, sqlite3_bind_parameter_index(s, ":before"), f->before_id);
+    sqlite3_bind_int(s, sqlite3_bind_parameter_index(s, ":limit"), f->limit);
+    int rc;
+    *n = 0;
+    while (*n < f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        read_task(s, &out[(*n)++]);
+    sqlite3_finalize(s);
+    return (*n == f->limit || rc == SQLITE_DONE) ? 0 : ACKD_EIO;
+}
+
+static int sq_queue_stats(ackd_store_conn_t *c, const char *queue, ackd_queue_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = stmt(c, S_STATS_COUNTS);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int state = sqlite3_column_int(s, 0);
+        if (state >= 0 && state < 5)
+            out->counts[state] = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return fail(c, "queue stats");
+    s = stmt(c, S_STATS_OLDEST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    return single_int64(c, s, &out->oldest_queued_at, "queue oldest");
+}
+
+static int sq_purge(ackd_store_conn_t *c, const char *queue, int64_t before, int limit, int *deleted)
+{
+    char(*ids)[ACKD_ID_MAX] = ackd_malloc((size_t)limit * ACKD_ID_MAX);
+    sqlite3_stmt *s = stmt(c, S_PURGE_SELECT);
+    int n = 0, rc = s ? 0 : ACKD_EIO;
+    if (rc == 0) {
+        bind_text(s, 1, queue);
+        sqlite3_bind_int64(s, 2, before);
+        sqlite3_bind_int(s, 3, limit);
+        rc = collect_ids(c, s, limit, ids, &n, "purge select");
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        sqlite3_stmt *d = stmt(c, S_PURGE_ATTEMPTS);
+        bind_text(d, 1, ids[i]);
+        rc = exec_stmt(c, d, "purge attempts");
+        if (rc == 0) {
+            d = stmt(c, S_PURGE_TASK);
+            bind_text(d, 1, ids[i]);
+            rc = exec_stmt(c, d, "purge task");
+        }
+    }
+    ackd_free(ids);
+    *deleted = rc == 0 ? n : 0;
+    return rc;
+}
+
+/* --- attempts --- */
+
+static int sq_attempt_insert(ackd_store_conn_t *c, const char *task_id, const ackd_attempt_t *a)
+{
+    sqlite3_stmt *s = stmt(c, S_ATT_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, task_id);
+    sqlite3_bind_int(s, 2, a->n);
+    sqlite3_bind_int64(s, 3, a->started_at);
+    bind_time(s, 4, a->ended_at);
+    bind_text(s, 5, a->outcome);
+    bind_text(s, 6, a->error);
+    bind_text(s, 7, a->lease_id[0] ? a->lease_id : NULL);
+    return exec_stmt(c, s, "attempt insert");
+}
+
+static int sq_attempt_finish(ackd_store_conn_t *c, const char *task_id, int n, int64_t ended_at,
+                             const char *outcome, const char *error)
+{
+    sqlite3_stmt *s = stmt(c, S_ATT_FINISH);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, ended_at);
+    bind_text(s, 2, outcome);
+    bind_text(s, 3, error);
+    bind_text(s, 4, task_id);
+    sqlite3_bind_int(s, 5, n);
+    return exec_stmt(c, s, "attempt finish");
+}
+
+static int sq_attempt_list(ackd_store_conn_t *c, const char *task_id, ackd_attempt_t **out, int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_ATT_LIST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, task_id);
+    int cap = 0, rc;
+    *n = 0;
+    *out = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        ackd_attempt_t *a = &(*out)[(*n)++];
+        memset(a, 0, sizeof *a);
+        a->n = sqlite3_column_int(s, 0);
+        a->started_at = sqlite3_column_int64(s, 1);
+        a->ended_at = sqlite3_column_int64(s, 2);
+        a->outcome = col_text(s, 3);
+        a->error = col_text(s, 4);
+        col_id(s, 5, a->lease_id);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, "attempt list");
+}
+
+/* --- idempotency --- */
+
+static int sq_idem_get(ackd_store_conn_t *c, const char *tenant, const char *scope, const char *key,
+                       ackd_idem_t *out)
+{
+    sqlite3_stmt *s = stmt(c, S_IDEM_GET);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, scope);
+    bind_text(s, 3, key);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        const unsigned char *fp = sqlite3_column_text(s, 0);
+        snprintf(out->fingerprint, sizeof out->fingerprint, "%s", fp ? (const char *)fp : "");
+        col_id(s, 1, out->task_id);
+        out->expires_at = sqlite3_column_int64(s, 2);
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? ACKD_ENOENT : fail(c, "idempotency get");
+}
+
+static int sq_idem_insert(ackd_store_conn_t *c, const ackd_idem_t *i)
+{
+    sqlite3_stmt *s = stmt(c, S_IDEM_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, i->tenant);
+    bind_text(s, 2, i->scope);
+    bind_text(s, 3, i->key);
+    bind_text(s, 4, i->fingerprint);
+    bind_text(s, 5, i->task_id);
+    sqlite3_bind_int64(s, 6, i->expires_at);
+    return exec_stmt(c, s, "idempotency insert");
+}
+
+static int sq_idem_purge(ackd_store_conn_t *c, int64_t now, int limit, int *deleted)
+{
+    sqlite3_stmt *s = stmt(c, S_IDEM_PURGE);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, limit);
+    int rc = exec_stmt(c, s, "idempotency purge");
+    *deleted = rc == 0 ? sqlite3_changes(c->db) : 0;
+    return rc;
+}
+
+const ackd_store_backend_t ackd_store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .task_insert = sq_task_insert,
+    .task_get = sq_task_get,
+    .task_update = sq_task_update,
+    .task_claimable = sq_task_claimable,
+    .task_expired = sq_task_expired,
+    .next_due = sq_next_due,
+    .next_expiry = sq_next_expiry,
+    .task_list = sq_task_list,
+    .queue_stats = sq_queue_stats,
+    .purge = sq_purge,
+    .attempt_insert = sq_attempt_insert,
+    .attempt_finish = sq_attempt_finish,
+    .attempt_list = sq_attempt_list,
+    .idem_get = sq_idem_get,
+    .idem_insert = sq_idem_insert,
+    .idem_purge = sq_idem_purge,
+};

@@ -1,0 +1,751 @@
+/* store.c - the group committer, the reader pool, parked claims and watches.
+ *
+ * The committer thread owns the write connection. Each turn of its loop:
+ *   1. take every operation queued since the last turn (the batch),
+ *   2. BEGIN; apply each; serve the parked claims of queues that a change in
+ *      this batch made ready, in the same transaction; COMMIT (one fsync),
+ *   3. run `done` of each finished operation (answers leave only now),
+ *   4. wake the watchers of the tasks that changed, and fire what is due
+ *      (wait deadlines, delayed tasks, lease expiry, purges),
+ *   5. sleep until the next operation or the next deadline.
+ * Many concurrent requests share one commit, so durability does not cost
+ * throughput: the batch grows while the previous fsync runs.
+ *
+ * One mutex guards the incoming queue, the parked lists, the watch table
+ * and the deadline heap; it is never held while SQL runs. */
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+enum { W_NONE = 0, W_PARKED, W_WATCHING };
+
+#define WATCH_BUCKETS_MIN 1024
+#define MAX_QUEUES_PARKED 256
+
+typedef struct {
+    char *queue;
+    ackd_store_op_t *head;     /* parked claims, oldest first */
+    ackd_store_op_t *tail;
+} parked_list_t;
+
+typedef struct reader {
+    pthread_t thread;
+    ackd_store_conn_t *conn;
+    struct ackd_store *store;
+} reader_t;
+
+struct ackd_store {
+    const ackd_store_backend_t *b;
+    ackd_store_conn_t *wconn;
+    ackd_store_hooks_t hooks;
+    pthread_t committer;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;       /* committer: work or a nearer deadline */
+    ackd_store_op_t *in_head, *in_tail;
+    bool stop;
+    /* parked claims by queue */
+    parked_list_t parked[MAX_QUEUES_PARKED];
+    int nparked_queues;
+    /* watches: chained hash on task id */
+    ackd_store_op_t **watch_buckets;
+    size_t nbuckets, nwatches;
+    /* deadlines of parked claims and watches: binary min-heap */
+    ackd_store_op_t **heap;
+    int heap_len, heap_cap;
+    int64_t next_due;          /* a delayed task becomes due; 0 none */
+    int64_t next_expiry;       /* a lease expires; 0 none */
+    int64_t next_purge;
+    bool recheck_timers;       /* ask the backend for next_due/next_expiry */
+    /* readers */
+    reader_t *readers;
+    int nreaders;
+    pthread_mutex_t rlock;
+    pthread_cond_t rwake;
+    ackd_store_op_t *r_head, *r_tail;
+    bool rstop;
+};
+
+const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s)
+{
+    return s->b;
+}
+
+/* --- deadline heap (lock held) --- */
+
+static int64_t deadline_of(const ackd_store_op_t *op)
+{
+    return op->where == W_PARKED ? op->park_until : op->watch_until;
+}
+
+static void heap_swap(ackd_store_t *s, int i, int j)
+{
+    ackd_store_op_t *t = s->heap[i];
+    s->heap[i] = s->heap[j];
+    s->heap[j] = t;
+    s->heap[i]->heap_idx = i;
+    s->heap[j]->heap_idx = j;
+}
+
+static void heap_up(ackd_store_t *s, int i)
+{
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (deadline_of(s->heap[parent]) <= deadline_of(s->heap[i]))
+            break;
+        heap_swap(s, i, parent);
+        i = parent;
+    }
+}
+
+static void heap_down(ackd_store_t *s, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->heap_len && deadline_of(s->heap[l]) < deadline_of(s->heap[m]))
+            m = l;
+        if (r < s->heap_len && deadline_of(s->heap[r]) < deadline_of(s->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+static void heap_push(ackd_store_t *s, ackd_store_op_t *op)
+{
+    if (s->heap_len == s->heap_cap) {
+        s->heap_cap = s->heap_cap ? s->heap_cap * 2 : 256;
+        s->heap = ackd_realloc(s->heap, (size_t)s->heap_cap * sizeof *s->heap);
+    }
+    op->heap_idx = s->heap_len;
+    s->heap[s->heap_len++] = op;
+    heap_up(s, op->heap_idx);
+}
+
+static void heap_remove(ackd_store_t *s, ackd_store_op_t *op)
+{
+    int i = op->heap_idx;
+    if (i < 0)
+        return;
+    op->heap_idx = -1;
+    s->heap_len--;
+    if (i == s->heap_len)
+        return;
+    s->heap[i] = s->heap[s->heap_len];
+    s->heap[i]->heap_idx = i;
+    heap_up(s, i);
+    heap_down(s, s->heap[i]->heap_idx);
+}
+
+/* --- parked claims (lock held) --- */
+
+static parked_list_t *parked_list(ackd_store_t *s, const char *queue, bool create)
+{
+    for (int i = 0; i < s->nparked_queues; i++)
+        if (strcmp(s->parked[i].queue, queue) == 0)
+            return &s->parked[i];
+    if (!create || s->nparked_queues == MAX_QUEUES_PARKED)
+        return NULL;
+    parked_list_t *l = &s->parked[s->nparked_queues++];
+    l->queue = ackd_strdup(queue);
+    l->head = l->tail = NULL;
+    return l;
+}
+
+static void park(ackd_store_t *s, ackd_store_op_t *op)
+{
+    parked_list_t *l = parked_list(s, op->park_queue, true);
+    op->where = W_PARKED;
+    op->next = NULL;
+    op->prev = l->tail;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    heap_push(s, op);
+}
+
+static void unpark_locked(ackd_store_t *s, ackd_store_op_t *op)
+{
+    parked_list_t *l = parked_list(s, op->park_queue, false);
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        l->head = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    else
+        l->tail = op->prev;
+    op->next = op->prev = NULL;
+    op->where = W_NONE;
+    heap_remove(s, op);
+}
+
+/* --- watches (lock held) --- */
+
+static size_t hash_id(const char *id, size_t nbuckets)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return (size_t)(h & (nbuckets - 1));
+}
+
+static void watch_link(ackd_store_t *s, ackd_store_op_t *op)
+{
+    size_t b = hash_id(op->watch_id, s->nbuckets);
+    op->prev = NULL;
+    op->next = s->watch_buckets[b];
+    if (op->next)
+        op->next->prev = op;
+    s->watch_buckets[b] = op;
+}
+
+static void watch_grow(ackd_store_t *s)
+{
+    ackd_store_op_t **old = s->watch_buckets;
+    size_t oldn = s->nbuckets;
+    s->nbuckets = oldn * 2;
+    s->watch_buckets = ackd_calloc(s->nbuckets, sizeof *s->watch_buckets);
+    for (size_t i = 0; i < oldn; i++) {
+        for (ackd_store_op_t *op = old[i], *next; op; op = next) {
+            next = op->next;
+            watch_link(s, op);
+        }
+    }
+    ackd_free(old);
+}
+
+static void watch_add(ackd_store_t *s, ackd_store_op_t *op)
+{
+    if (s->nwatches >= s->nbuckets * 2)
+        watch_grow(s);
+    op->where = W_WATCHING;
+    watch_link(s, op);
+    s->nwatches++;
+    heap_push(s, op);
+}
+
+static void watch_remove(ackd_store_t *s, ackd_store_op_t *op)
+{
+    size_t b = hash_id(op->watch_id, s->nbuckets);
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        s->watch_buckets[b] = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    op->next = op->prev = NULL;
+    op->where = W_NONE;
+    s->nwatches--;
+    heap_remove(s, op);
+}
+
+/* Moves the watchers of `id` onto *out (a list through ->next). */
+static void watch_take(ackd_store_t *s, const char *id, ackd_store_op_t **out)
+{
+    size_t b = hash_id(id, s->nbuckets);
+    ackd_store_op_t *op = s->watch_buckets[b];
+    while (op) {
+        ackd_store_op_t *next = op->next;
+        if (strcmp(op->watch_id, id) == 0) {
+            watch_remove(s, op);
+            op->next = *out;
+            *out = op;
+        }
+        op = next;
+    }
+}
+
+/* --- public entry points --- */
+
+static void append_in(ackd_store_t *s, ackd_store_op_t *op)
+{
+    op->next = NULL;
+    if (s->in_tail)
+        s->in_tail->next = op;
+    else
+        s->in_head = op;
+    s->in_tail = op;
+}
+
+void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op)
+{
+    op->heap_idx = -1;
+    op->where = W_NONE;
+    pthread_mutex_lock(&s->lock);
+    bool was_empty = s->in_head == NULL;
+    append_in(s, op);
+    if (was_empty)
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ackd_store_watch(ackd_store_t *s, ackd_store_op_t *op)
+{
+    op->heap_idx = -1;
+    op->parked_expired = false;
+    pthread_mutex_lock(&s->lock);
+    watch_add(s, op);
+    if (op->heap_idx == 0)
+        pthread_cond_signal(&s->wake); /* a nearer deadline */
+    pthread_mutex_unlock(&s->lock);
+}
+
+int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op)
+{
+    int was_waiting = 0;
+    pthread_mutex_lock(&s->lock);
+    if (op->where == W_PARKED) {
+        unpark_locked(s, op);
+        was_waiting = 1;
+    } else if (op->where == W_WATCHING) {
+        watch_remove(s, op);
+        was_waiting = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return was_waiting;
+}
+
+void ackd_store_read(ackd_store_t *s, ackd_store_op_t *op)
+{
+    op->next = NULL;
+    pthread_mutex_lock(&s->rlock);
+    if (s->r_tail)
+        s->r_tail->next = op;
+    else
+        s->r_head = op;
+    s->r_tail = op;
+    pthread_cond_signal(&s->rwake);
+    pthread_mutex_unlock(&s->rlock);
+}
+
+/* --- the committer --- */
+
+static void note_effects(ackd_store_t *s, ackd_store_op_t *op, bool *woke_all, const char **woke,
+                         int *nwoke, int maxwoke)
+{
+    if (op->woke_all)
+        *woke_all = true;
+    if (op->woke_queue && *nwoke < maxwoke)
+        woke[(*nwoke)++] = op->woke_queue;
+    else if (op->woke_queue)
+        *woke_all = true;
+    if (op->due_hint && (s->next_due == 0 || op->due_hint < s->next_due))
+        s->next_due = op->due_hint;
+    if (op->expiry_hint && (s->next_expiry == 0 || op->expiry_hint < s->next_expiry))
+        s->next_expiry = op->expiry_hint;
+}
+
+static void reset_effects(ackd_store_op_t *op)
+{
+    op->woke_queue = NULL;
+    op->woke_all = false;
+    op->due_hint = 0;
+    op->expiry_hint = 0;
+    op->changed_id[0] = '\0';
+    op->park_queue = NULL;
+}
+
+/* Runs parked claims of the woken queues inside the open transaction; the
+ * ones that got work join `finished`, the others go back to `reparks`. */
+static void serve_parked(ackd_store_t *s, int64_t now, bool all, const char **woke, int nwoke,
+                         ackd_store_op_t **finished, ackd_store_op_t **reparks)
+{
+    ackd_store_op_t *taken = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->nparked_queues; i++) {
+        parked_list_t *l = &s->parked[i];
+        bool hit = all;
+        for (int k = 0; !hit && k < nwoke; k++)
+            hit = strcmp(woke[k], l->queue) == 0;
+        while (hit && l->head) {
+            ackd_store_op_t *op = l->head;
+            unpark_locked(s, op);
+            op->next = taken;
+            taken = op;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    /* oldest first: the list was built reversed */
+    ackd_store_op_t *rev = NULL;
+    while (taken) {
+        ackd_store_op_t *n = taken->next;
+        taken->next = rev;
+        rev = taken;
+        taken = n;
+    }
+    for (ackd_store_op_t *op = rev, *next; op; op = next) {
+        next = op->next;
+        const char *queue = op->park_queue;
+        reset_effects(op);
+        op->now = now;
+        op->rc = op->apply(op, s->b, s->wconn);
+        if (op->park_queue) {
+            op->next = *reparks;
+            *reparks = op;
+        } else {
+            (void)queue;
+            op->next = *finished;
+            *finished = op;
+        }
+    }
+}
+
+static void run_read(ackd_store_t *s, ackd_store_op_t *op, ackd_store_conn_t *c)
+{
+    op->now = ackd_now_ms();
+    op->rc = op->apply ? op->apply(op, s->b, c) : 0;
+    op->done(op);
+}
+
+/* Deadlines that passed: parked claims answer empty, watches re-read. */
+static void fire_deadlines(ackd_store_t *s, int64_t now)
+{
+    ackd_store_op_t *due = NULL;
+    pthread_mutex_lock(&s->lock);
+    while (s->heap_len > 0 && deadline_of(s->heap[0]) <= now) {
+        ackd_store_op_t *op = s->heap[0];
+        int was = op->where;
+        if (was == W_PARKED)
+            unpark_locked(s, op);
+        else
+            watch_remove(s, op);
+        op->where = was; /* remembered for the dispatch below */
+        op->next = due;
+        due = op;
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (ackd_store_op_t *op = due, *next; op; op = next) {
+        next = op->next;
+        int was = op->where;
+        op->where = W_NONE;
+        op->parked_expired = true;
+        if (was == W_PARKED) {
+            op->park_queue = NULL;
+            op->rc = 0;
+            op->done(op);
+        } else {
+            run_read(s, op, s->wconn);
+        }
+    }
+}
+
+static void wake_watchers(ackd_store_t *s, char (*ids)[ACKD_ID_MAX], int n)
+{
+    ackd_store_op_t *list = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < n; i++)
+        watch_take(s, ids[i], &list);
+    pthread_mutex_unlock(&s->lock);
+    for (ackd_store_op_t *op = list, *next; op; op = next) {
+        next = op->next;
+        op->parked_expired = false;
+        run_read(s, op, s->wconn);
+    }
+}
+
+/* Timers the store runs by itself: expiry, delayed tasks, purges. */
+static void internal_ops(ackd_store_t *s, int64_t now)
+{
+    if (s->recheck_timers) {
+        s->b->next_due(s->wconn, now, &s->next_due);
+        s->b->next_expiry(s->wconn, &s->next_expiry);
+        s->recheck_timers = false;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->next_expiry && s->next_expiry <= now && s->hooks.make_expire_op) {
+        ackd_store_op_t *op = s->hooks.make_expire_op(s->hooks.data);
+        if (op) {
+            op->heap_idx = -1;
+            append_in(s, op);
+        }
+        s->next_expiry = 0;
+        s->recheck_timers = true;
+    }
+    if (s->next_due && s->next_due <= now) {
+        s->next_due = 0;
+        s->recheck_timers = true;
+    }
+    if (s->next_purge && s->next_purge <= now && s->hooks.make_purge_op) {
+        ackd_store_op_t *op = s->hooks.make_purge_op(s->hooks.data);
+        if (op) {
+            op->heap_idx = -1;
+            append_in(s, op);
+        }
+        s->next_purge = now + s->hooks.purge_interval_ms;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int64_t min_nonzero(int64_t a, int64_t b)
+{
+    return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+static void sleep_until_work(ackd_store_t *s)
+{
+    int64_t until = min_nonzero(s->next_due, s->next_expiry);
+    until = min_nonzero(until, s->next_purge);
+    if (s->heap_len > 0)
+        until = min_nonzero(until, deadline_of(s->heap[0]));
+    if (until == 0) {
+        pthread_cond_wait(&s->wake, &s->lock);
+        return;
+    }
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000), .tv_nsec = (long)(until % 1000) * 1000000};
+    pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+}
+
+static bool due_timer_fired(ackd_store_t *s, int64_t now)
+{
+    return s->next_due && s->next_due <= now;
+}
+
+#define MAX_WOKE 64
+
+static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool timer_woke)
+{
+    const ackd_store_backend_t *b = s->b;
+    const char *woke[MAX_WOKE];
+    int nwoke = 0;
+    bool woke_all = timer_woke;
+    ackd_store_op_t *finished = NULL, *reparks = NULL;
+    size_t nchanged = 0, capchanged = 0;
+    char (*changed)[ACKD_ID_MAX] = NULL;
+
+    int rc = b->begin(s->wconn);
+    for (ackd_store_op_t *op = batch, *next; op; op = next) {
+        next = op->next;
+        reset_effects(op);
+        op->now = now;
+        op->rc = rc ? rc : op->apply(op, b, s->wconn);
+        note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
+        if (op->park_queue) {
+            op->next = reparks;
+            reparks = op;
+        } else {
+            op->next = finished;
+            finished = op;
+        }
+    }
+    if (rc == 0 && (woke_all || nwoke))
+        serve_parked(s, now, woke_all, woke, nwoke, &finished, &reparks);
+    for (ackd_store_op_t *op = finished; op; op = op->next) {
+        note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
+        if (op->changed_id[0]) {
+            if (nchanged == capchanged) {
+                capchanged = capchanged ? capchanged * 2 : 64;
+                changed = ackd_realloc(changed, capchanged * sizeof *changed);
+            }
+            memcpy(changed[nchanged++], op->changed_id, ACKD_ID_MAX);
+        }
+    }
+    if (rc == 0)
+        rc = b->commit(s->wconn);
+    if (rc) {
+        b->rollback(s->wconn);
+        ACKD_LOG(ACKD_LOG_ERROR, "store commit failed", LOG_STR("error", ackd_strerror(rc)));
+        nchanged = 0;
+        s->recheck_timers = true;
+    }
+    /* answers leave only now that the batch is durable (or failed) */
+    ackd_store_op_t *rev = NULL;
+    while (finished) {
+        ackd_store_op_t *n = finished->next;
+        finished->next = rev;
+        rev = finished;
+        finished = n;
+    }
+    for (ackd_store_op_t *op = rev, *next; op; op = next) {
+        next = op->next;
+        if (rc)
+            op->rc = rc;
+        op->done(op);
+    }
+    pthread_mutex_lock(&s->lock);
+    for (ackd_store_op_t *op = reparks, *next; op; op = next) {
+        next = op->next;
+        if (rc) {
+            op->park_queue = NULL;
+            op->rc = rc;
+            op->next = finished;
+            finished = op;
+            continue;
+        }
+        park(s, op);
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (ackd_store_op_t *op = finished, *next; op; op = next) {
+        next = op->next;
+        op->done(op);
+    }
+    if (nchanged)
+        wake_watchers(s, changed, (int)nchanged);
+    ackd_free(changed);
+}
+
+static void *committer_main(void *arg)
+{
+    ackd_store_t *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop || s->in_head) {
+        int64_t now = ackd_now_ms();
+        bool timers_due = (s->heap_len > 0 && deadline_of(s->heap[0]) <= now) ||
+                          (s->next_expiry && s->next_expiry <= now) ||
+                          (s->next_purge && s->next_purge <= now) || due_timer_fired(s, now);
+        if (!s->in_head && !timers_due && !s->recheck_timers) {
+            if (s->stop)
+                break;
+            sleep_until_work(s);
+            continue;
+        }
+        ackd_store_op_t *batch = s->in_head;
+        s->in_head = s->in_tail = NULL;
+        bool due_fired = due_timer_fired(s, now);
+        pthread_mutex_unlock(&s->lock);
+
+        internal_ops(s, now);
+        pthread_mutex_lock(&s->lock);
+        /* internal_ops may have queued an expiry or purge op */
+        if (s->in_head) {
+            ackd_store_op_t *extra = s->in_head;
+            s->in_head = s->in_tail = NULL;
+            if (!batch) {
+                batch = extra;
+            } else {
+                ackd_store_op_t *t = batch;
+                while (t->next)
+                    t = t->next;
+                t->next = extra;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (batch || due_fired)
+            run_batch(s, batch, now, due_fired);
+        fire_deadlines(s, ackd_now_ms());
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* --- readers --- */
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    ackd_store_t *s = r->store;
+    pthread_mutex_lock(&s->rlock);
+    for (;;) {
+        while (!s->r_head && !s->rstop)
+            pthread_cond_wait(&s->rwake, &s->rlock);
+        if (!s->r_head)
+            break;
+        ackd_store_op_t *op = s->r_head;
+        s->r_head = op->next;
+        if (!s->r_head)
+            s->r_tail = NULL;
+        pthread_mutex_unlock(&s->rlock);
+        run_read(s, op, r->conn);
+        pthread_mutex_lock(&s->rlock);
+    }
+    pthread_mutex_unlock(&s->rlock);
+    return NULL;
+}
+
+/* --- life cycle --- */
+
+int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, const char *location,
+                    bool sync_full, int readers, const ackd_store_hooks_t *hooks, char *err,
+                    size_t errlen)
+{
+    ackd_store_t *s = ACKD_NEW(ackd_store_t);
+    s->b = backend;
+    if (hooks)
+        s->hooks = *hooks;
+    int rc = backend->open(location, true, sync_full, &s->wconn, err, errlen);
+    if (rc) {
+        ackd_free(s);
+        return rc;
+    }
+    s->nreaders = readers > 0 ? readers : 1;
+    s->readers = ackd_calloc((size_t)s->nreaders, sizeof *s->readers);
+    for (int i = 0; i < s->nreaders; i++) {
+        rc = backend->open(location, false, sync_full, &s->readers[i].conn, err, errlen);
+        if (rc) {
+            for (int k = 0; k < i; k++)
+                backend->close(s->readers[k].conn);
+            backend->close(s->wconn);
+            ackd_free(s->readers);
+            ackd_free(s);
+            return rc;
+        }
+        s->readers[i].store = s;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_mutex_init(&s->rlock, NULL);
+    pthread_cond_init(&s->rwake, NULL);
+    s->nbuckets = WATCH_BUCKETS_MIN;
+    s->watch_buckets = ackd_calloc(s->nbuckets, sizeof *s->watch_buckets);
+    /* start-up recovery: leases that expired while we were down are handled
+     * on the first turn, delayed tasks are found by the first recheck */
+    s->next_expiry = 1;
+    s->recheck_timers = true;
+    if (s->hooks.make_purge_op && s->hooks.purge_interval_ms > 0)
+        s->next_purge = ackd_now_ms() + s->hooks.purge_interval_ms;
+    pthread_create(&s->committer, NULL, committer_main, s);
+    for (int i = 0; i < s->nreaders; i++)
+        pthread_create(&s->readers[i].thread, NULL, reader_main, &s->readers[i]);
+    *out = s;
+    return 0;
+}
+
+void ackd_store_close(ackd_store_t *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    /* every waiter's deadline is now: they are answered as if it ran out */
+    for (int i = 0; i < s->heap_len; i++) {
+        if (s->heap[i]->where == W_PARKED)
+            s->heap[i]->park_until = 0;
+        else
+            s->heap[i]->watch_until = 0;
+    }
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->committer, NULL);
+    fire_deadlines(s, INT64_MAX);
+    pthread_mutex_lock(&s->rlock);
+    s->rstop = true;
+    pthread_cond_broadcast(&s->rwake);
+    pthread_mutex_unlock(&s->rlock);
+    for (int i = 0; i < s->nreaders; i++) {
+        pthread_join(s->readers[i].thread, NULL);
+        s->b->close(s->readers[i].conn);
+    }
+    s->b->close(s->wconn);
+    for (int i = 0; i < s->nparked_queues; i++)
+        ackd_free(s->parked[i].queue);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->rlock);
+    pthread_cond_destroy(&s->rwake);
+    ackd_free(s->watch_buckets);
+    ackd_free(s->heap);
+    ackd_free(s->readers);
+    ackd_free(s);
+}

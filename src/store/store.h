@@ -1,0 +1,234 @@
+/* store.h - durable storage of tasks: one interface, several backends.
+ *
+ * Two parts:
+ *  - ackd_store_backend_t, a table of row-level primitives (insert a task,
+ *    read one for update, list claimable ids, ...) that each backend
+ *    implements (sqlite.c; postgres.c later). Nothing outside src/store names
+ *    a backend or writes SQL.
+ *  - the store itself (store.c): a committer thread that owns the write
+ *    connection and runs every write operation queued since its last commit
+ *    in one transaction (group commit), and reader threads with their own
+ *    connections, so reads never wait for the committer.
+ *
+ * Operations are ackd_store_op_t objects made by the caller (src/queue):
+ * `apply` runs on the committer (or a reader) thread with a connection,
+ * inside the batch transaction; `done` runs on the same thread after the
+ * transaction is durable (or failed: op->rc < 0). Neither may block on the
+ * network. Both are the caller's code, so the semantics of a task live in
+ * one place for every backend.
+ *
+ * Thread rules: ackd_store_submit/read/cancel_parked may be called from any
+ * thread. Primitives are called only from apply/done with the conn given. */
+#ifndef ACKD_STORE_STORE_H
+#define ACKD_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/id.h"
+
+typedef enum {
+    ACKD_TASK_QUEUED = 0,
+    ACKD_TASK_PROCESSING = 1,
+    ACKD_TASK_COMPLETED = 2,
+    ACKD_TASK_FAILED = 3,
+    ACKD_TASK_CANCELED = 4,
+} ackd_task_state_t;
+
+#define ACKD_TASK_TERMINAL(s) ((s) >= ACKD_TASK_COMPLETED)
+
+/* One task row. Strings are owned (malloc'd) by the struct and may be NULL;
+ * ackd_task_clear frees them. JSON columns hold JSON text. Times are ms since
+ * the epoch; 0 means none. */
+typedef struct {
+    char id[ACKD_ID_MAX];
+    char *tenant;
+    char *queue;
+    int state;                 /* ackd_task_state_t */
+    int priority;              /* higher first */
+    int64_t due_at;            /* queued: may run from then on */
+    int attempts;              /* attempts started */
+    int max_attempts;
+    int64_t timeout_ms;        /* lease length for pull workers, 0 = queue default */
+    char lease_id[ACKD_ID_MAX];/* "" when no lease */
+    int64_t lease_expires_at;
+    int64_t created_at, updated_at, finished_at;
+    int64_t deadline_at;       /* give up after; 0 = none */
+    char *payload;             /* JSON: a queue task's payload */
+    char *request;             /* JSON: a route task's request (method, path, ...) */
+    char *result;              /* JSON */
+    char *error;               /* JSON {"message": ..., "status": ...} */
+    int progress_pct;          /* -1 when none */
+    char *progress_msg;
+    char *correlation_id;
+    char *traceparent;
+    char *callback_url;
+    char *idem_key;
+    bool cancel_requested;
+} ackd_task_t;
+
+typedef struct {
+    int n;                     /* 1-based */
+    int64_t started_at, ended_at;
+    char *outcome;             /* "completed", "failed", "retry", "lease_expired", "canceled"; NULL while running */
+    char *error;               /* JSON or NULL */
+    char lease_id[ACKD_ID_MAX];
+} ackd_attempt_t;
+
+typedef struct {
+    char *tenant, *scope, *key;
+    char fingerprint[65];      /* hex SHA-256 */
+    char task_id[ACKD_ID_MAX];
+    int64_t expires_at;
+} ackd_idem_t;
+
+/* Listing filter; NULL/empty fields do not filter. Newest first. */
+typedef struct {
+    const char *tenant;        /* NULL: all tenants (admin) */
+    const char *queue;
+    int state;                 /* -1: any */
+    const char *before_id;     /* cursor: ids strictly older than this */
+    int limit;
+} ackd_task_filter_t;
+
+typedef struct {
+    int64_t counts[5];         /* per ackd_task_state_t */
+    int64_t oldest_queued_at;  /* created_at of the oldest queued task, 0 if none */
+} ackd_queue_stats_t;
+
+void ackd_task_clear(ackd_task_t *t);
+void ackd_attempt_clear(ackd_attempt_t *a);
+void ackd_idem_clear(ackd_idem_t *i);
+const char *ackd_task_state_name(int state);
+/* "queued" -> ACKD_TASK_QUEUED; -1 when unknown. */
+int ackd_task_state_parse(const char *s);
+
+typedef struct ackd_store_conn ackd_store_conn_t;
+
+/* The primitives a backend implements. Every function returns 0, ACKD_ENOENT
+ * (no such row) or a negative error; the connection belongs to one thread. */
+typedef struct {
+    const char *name;
+    /* Opens the database (creating and migrating it) and returns a connection.
+     * `writer` connections may write; readers only read. */
+    int (*open)(const char *location, bool writer, bool sync_full, ackd_store_conn_t **out,
+                char *err, size_t errlen);
+    void (*close)(ackd_store_conn_t *c);
+    int (*begin)(ackd_store_conn_t *c);
+    int (*commit)(ackd_store_conn_t *c);
+    int (*rollback)(ackd_store_conn_t *c);
+
+    int (*task_insert)(ackd_store_conn_t *c, const ackd_task_t *t);
+    /* Reads a task; in a write transaction, locks it for update. */
+    int (*task_get)(ackd_store_conn_t *c, const char *id, ackd_task_t *out);
+    /* Writes the mutable fields of t (state, due, attempts, lease, times,
+     * result, error, progress, cancel_requested). */
+    int (*task_update)(ackd_store_conn_t *c, const ackd_task_t *t);
+    /* Ids of queued tasks of `queue` due at `now`, by priority then due time
+     * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */
+    int (*task_claimable)(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
+                          char (*ids)[ACKD_ID_MAX], int *n);
+    /* Ids of processing tasks whose lease expired at `now`. */
+    int (*task_expired)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                        int *n);
+    /* Earliest future due time of a queued task / lease expiry; 0 if none. */
+    int (*next_due)(ackd_store_conn_t *c, int64_t now, int64_t *due_at);
+    int (*next_expiry)(ackd_store_conn_t *c, int64_t *expires_at);
+    int (*task_list)(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n);
+    int (*queue_stats)(ackd_store_conn_t *c, const char *queue, ackd_queue_stats_t *out);
+    /* Deletes up to `limit` terminal tasks of `queue` finished before `before`. */
+    int (*purge)(ackd_store_conn_t *c, const char *queue, int64_t before, int limit, int *deleted);
+
+    int (*attempt_insert)(ackd_store_conn_t *c, const char *task_id, const ackd_attempt_t *a);
+    int (*attempt_finish)(ackd_store_conn_t *c, const char *task_id, int n, int64_t ended_at,
+                          const char *outcome, const char *error);
+    /* All attempts of a task, oldest first; *out is malloc'd (free each with
+     * ackd_attempt_clear, then the array). */
+    int (*attempt_list)(ackd_store_conn_t *c, const char *task_id, ackd_attempt_t **out, int *n);
+
+    int (*idem_get)(ackd_store_conn_t *c, const char *tenant, const char *scope, const char *key,
+                    ackd_idem_t *out);
+    int (*idem_insert)(ackd_store_conn_t *c, const ackd_idem_t *i);
+    int (*idem_purge)(ackd_store_conn_t *c, int64_t now, int limit, int *deleted);
+} ackd_store_backend_t;
+
+extern const ackd_store_backend_t ackd_store_sqlite;
+
+/* --- the store --- */
+
+typedef struct ackd_store ackd_store_t;
+typedef struct ackd_store_op ackd_store_op_t;
+
+typedef int (*ackd_store_apply_fn)(ackd_store_op_t *op, const ackd_store_backend_t *b,
+                                   ackd_store_conn_t *c);
+typedef void (*ackd_store_done_fn)(ackd_store_op_t *op);
+
+/* A claim that found nothing may wait: the store keeps it ("parked") and
+ * runs `apply` again, in the transaction that makes a task of its queue due,
+ * or at `park_until` with an empty answer. */
+struct ackd_store_op {
+    ackd_store_apply_fn apply;
+    ackd_store_done_fn done;
+    int rc;                    /* what apply returned, or the commit error */
+    int64_t now;               /* ms, set by the store before apply */
+    /* parking (claims only) */
+    const char *park_queue;    /* set by apply to park; NULL: finished */
+    int64_t park_until;        /* ms since the epoch */
+    bool parked_expired;       /* set when done runs because the wait ran out */
+    /* watching (long polls): done runs when `watch_id` changes or at watch_until */
+    char watch_id[ACKD_ID_MAX];
+    int64_t watch_until;
+    /* effects apply reports, so the store can wake others */
+    const char *woke_queue;    /* a task of this queue became due now */
+    bool woke_all;             /* tasks of several queues became due now */
+    int64_t due_hint;          /* a task will become due at this time */
+    int64_t expiry_hint;       /* a lease will expire at this time */
+    char changed_id[ACKD_ID_MAX]; /* this task changed state: wake its watchers */
+    /* the store's bookkeeping (under its lock) */
+    ackd_store_op_t *next;     /* batch, parked list or watch chain */
+    ackd_store_op_t *prev;
+    int heap_idx;              /* in the deadline heap, -1 when not */
+    int where;                 /* nowhere, parked, watching, firing */
+};
+
+/* Hooks the upper layer gives the store for its own periodic work. */
+typedef struct {
+    /* Makes an op that returns expired leases to their queues (run when a
+     * lease expires); NULL: none. */
+    ackd_store_op_t *(*make_expire_op)(void *data);
+    /* Makes an op that purges old rows (run every purge_interval_ms, and
+     * again at once while the last run set op->rc to 1: more to purge). */
+    ackd_store_op_t *(*make_purge_op)(void *data);
+    void *data;
+    int64_t purge_interval_ms;
+} ackd_store_hooks_t;
+
+/* Opens the store at `location` with `readers` reader threads. err gets a
+ * message on failure. Starts the committer. */
+int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, const char *location,
+                    bool sync_full, int readers, const ackd_store_hooks_t *hooks, char *err,
+                    size_t errlen);
+/* Stops the threads after finishing queued operations; parked claims and
+ * watches are answered as if their wait ran out. */
+void ackd_store_close(ackd_store_t *s);
+
+/* Queues a write operation for the next group commit. Any thread. */
+void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op);
+/* Queues a read-only operation to a reader thread (no transaction is
+ * committed; done runs after apply). Any thread. */
+void ackd_store_read(ackd_store_t *s, ackd_store_op_t *op);
+/* Watches: registers op to run (apply read-only, then done, on the committer
+ * thread) when task op->watch_id changes state, or at op->watch_until (then
+ * op->parked_expired is set). Registration is immediate (under the store's
+ * lock), so a change committed after this call is never missed. Any thread. */
+void ackd_store_watch(ackd_store_t *s, ackd_store_op_t *op);
+/* Takes back a parked claim or a watch (its client left). Returns 1 if it was
+ * still waiting: the caller now owns op and its done will not run; 0 if it
+ * is already finishing (its done runs or ran). Any thread. */
+int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op);
+
+/* The backend (for apply functions and tests). */
+const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s);
+
+#endif
