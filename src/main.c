@@ -5,7 +5,9 @@
  *   ackd version
  *
  * Exit codes: 0 done, 1 runtime failure, 2 bad usage or bad configuration. */
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,33 @@ static void on_signal(uv_signal_t *s, int signum)
     ACKD_LOG(ACKD_LOG_INFO, "shutting down", LOG_INT("signal", signum),
              LOG_INT("connections", ackd_http_server_connections(d->http)));
     atomic_store(&d->api->draining, true);
+    ackd_tq_drain(d->api->tq);
     ackd_http_server_shutdown(d->http, on_http_stopped, d);
+}
+
+/* Creates the folder that holds the database file, like mkdir -p. */
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            goto fail;
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot create %.512s: %s", dir, strerror(errno));
+    return -1;
 }
 
 static int is_loopback(const char *host)
@@ -105,8 +133,18 @@ static int serve(const ackd_config_t *cfg)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    char err[1024];
+    if (make_parent_dir(cfg->storage.path, err, sizeof err) != 0) {
+        fprintf(stderr, "ackd: %s\n", err);
+        return 1;
+    }
+    ackd_tq_t *tq;
+    if (ackd_tq_open(&tq, cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ackd: [storage] %s\n", err);
+        return 1;
+    }
     daemon_t d = {0};
-    ackd_api_t api = {.cfg = cfg};
+    ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
     uv_loop_init(&d.loop);
     ackd_router_t *router = ackd_router_new();
@@ -136,6 +174,7 @@ static int serve(const ackd_config_t *cfg)
     uv_run(&d.loop, UV_RUN_DEFAULT);
 
     ackd_api_stop(&api);
+    ackd_tq_close(tq);
     ackd_http_server_free(d.http);
     ackd_router_free(router);
     uv_loop_close(&d.loop);

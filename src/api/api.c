@@ -1,9 +1,15 @@
 /* api.c - assembles the route tables of every resource into one router. */
 #include "api/api.h"
+#include "api/common.h"
 
 int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 {
-    int rc = ackd_router_add_table(router, ackd_api_ops_routes, api);
+    static const ackd_route_t *const tables[] = {ackd_api_ops_routes, ackd_api_tasks_routes,
+                                                 ackd_api_workers_routes, ackd_api_queues_routes};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
+        rc = ackd_router_add_table(router, tables[i], api);
+    ackd_router_set_authorize(router, api_authorize, api);
     if (rc == 0 && api->cfg->server.debug_endpoints) {
         api->debug = ackd_debug_start();
         rc = ackd_router_add_table(router, ackd_api_debug_routes, api->debug);

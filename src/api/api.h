@@ -11,11 +11,13 @@
 
 #include "config/config.h"
 #include "http/router.h"
+#include "queue/tq.h"
 
 typedef struct ackd_debug ackd_debug_t;
 
 typedef struct {
     const ackd_config_t *cfg;
+    ackd_tq_t *tq;            /* the task queue (store and semantics) */
     atomic_bool ready;        /* /readyz answers 200 once start-up is complete */
     atomic_bool draining;     /* set at shutdown: /readyz answers 503 */
     ackd_debug_t *debug;      /* test aids, only with [server] debug_endpoints */

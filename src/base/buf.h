@@ -27,7 +27,7 @@ int ackd_buf_append(ackd_buf_t *b, const void *data, size_t n);
 int ackd_buf_appendz(ackd_buf_t *b, const char *s);
 int ackd_buf_appendc(ackd_buf_t *b, char c);
 int ackd_buf_printf(ackd_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ackd_buf_vprintf(ackd_buf_t *b, const char *fmt, va_list ap);
+int ackd_buf_vprintf(ackd_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Appends s as the inside of a JSON string (escaped, without quotes). */
 int ackd_buf_append_json_str(ackd_buf_t *b, const char *s, size_t n);
 /* Hands the storage over to the caller (free with ackd_free); the buffer is

@@ -42,6 +42,8 @@ struct defer_op {
     ackd_http_response_t *resp;  /* RESPOND, STREAM_START */
     char *data;                  /* STREAM_WRITE */
     size_t len;
+    void (*release)(void *);     /* runs after the final operation, on the loop */
+    void *release_arg;
 };
 
 static void unref(ackd_http_defer_t *d)
@@ -124,10 +126,14 @@ void ackd_http_defer_cancel(ackd_http_defer_t *d)
 
 static void op_free(defer_op_t *op)
 {
+    if (op->release)
+        op->release(op->release_arg);
     response_free(op->resp);
     ackd_free(op->data);
     ackd_free(op);
 }
+
+static void post_op(ackd_http_defer_t *d, defer_op_t *op);
 
 static void post(ackd_http_defer_t *d, int kind, ackd_http_response_t *resp, const void *data,
                  size_t len)
@@ -141,6 +147,12 @@ static void post(ackd_http_defer_t *d, int kind, ackd_http_response_t *resp, con
         memcpy(op->data, data, len);
         op->len = len;
     }
+    post_op(d, op);
+}
+
+static void post_op(ackd_http_defer_t *d, defer_op_t *op)
+{
+    int kind = op->kind;
     ackd_http_server_t *srv = d->srv;
     uv_mutex_lock(&srv->ops_lock);
     if (srv->async_closed) {
@@ -164,6 +176,18 @@ static void post(ackd_http_defer_t *d, int kind, ackd_http_response_t *resp, con
 void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r)
 {
     post(d, OP_RESPOND, r, NULL, 0);
+}
+
+void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
+                                  void (*release)(void *arg), void *arg)
+{
+    defer_op_t *op = ACKD_NEW(defer_op_t);
+    op->d = d;
+    op->kind = OP_RESPOND;
+    op->resp = r;
+    op->release = release;
+    op->release_arg = arg;
+    post_op(d, op);
 }
 
 void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r)

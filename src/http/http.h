@@ -138,6 +138,11 @@ int ackd_http_response_header(ackd_http_response_t *r, const char *name, const c
 void ackd_http_response_body(ackd_http_response_t *r, const void *body, size_t len);
 /* Takes ownership of r; finishes d. */
 void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r);
+/* Same, then runs release(arg) on the loop thread once the answer has been
+ * written or discarded: after that, on_cancel can no longer run, so memory
+ * that on_cancel reads may be freed by release. */
+void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
+                                  void (*release)(void *arg), void *arg);
 /* Starts a streamed (chunked) answer with r's status and headers; takes r. */
 void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r);
 /* Sends one chunk (copied); ignored once the client is gone. */

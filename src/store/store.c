@@ -64,6 +64,7 @@ struct ackd_store {
     int64_t next_expiry;       /* a lease expires; 0 none */
     int64_t next_purge;
     bool recheck_timers;       /* ask the backend for next_due/next_expiry */
+    bool draining;             /* shutting down: waits end at once */
     /* readers */
     reader_t *readers;
     int nreaders;
@@ -163,6 +164,8 @@ static parked_list_t *parked_list(ackd_store_t *s, const char *queue, bool creat
 
 static void park(ackd_store_t *s, ackd_store_op_t *op)
 {
+    if (s->draining)
+        op->park_until = 0;
     parked_list_t *l = parked_list(s, op->park_queue, true);
     op->where = W_PARKED;
     op->next = NULL;
@@ -228,6 +231,8 @@ static void watch_grow(ackd_store_t *s)
 
 static void watch_add(ackd_store_t *s, ackd_store_op_t *op)
 {
+    if (s->draining)
+        op->watch_until = 0;
     if (s->nwatches >= s->nbuckets * 2)
         watch_grow(s);
     op->where = W_WATCHING;
@@ -291,17 +296,6 @@ void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op)
     pthread_mutex_unlock(&s->lock);
 }
 
-void ackd_store_watch(ackd_store_t *s, ackd_store_op_t *op)
-{
-    op->heap_idx = -1;
-    op->parked_expired = false;
-    pthread_mutex_lock(&s->lock);
-    watch_add(s, op);
-    if (op->heap_idx == 0)
-        pthread_cond_signal(&s->wake); /* a nearer deadline */
-    pthread_mutex_unlock(&s->lock);
-}
-
 int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op)
 {
     int was_waiting = 0;
@@ -349,6 +343,8 @@ static void note_effects(ackd_store_t *s, ackd_store_op_t *op, bool *woke_all, c
 
 static void reset_effects(ackd_store_op_t *op)
 {
+    op->watch = false;
+    op->nchanged_more = 0;
     op->woke_queue = NULL;
     op->woke_all = false;
     op->due_hint = 0;
@@ -409,6 +405,23 @@ static void run_read(ackd_store_t *s, ackd_store_op_t *op, ackd_store_conn_t *c)
     op->done(op);
 }
 
+/* A watcher woke (or its wait ran out): it reads again and either waits on
+ * or finishes. Committer thread, between batches, so nothing is missed. */
+static void rerun_watch(ackd_store_t *s, ackd_store_op_t *op)
+{
+    reset_effects(op);
+    op->now = ackd_now_ms();
+    op->rc = op->apply(op, s->b, s->wconn);
+    if (op->watch && op->rc == 0 && !op->parked_expired) {
+        pthread_mutex_lock(&s->lock);
+        watch_add(s, op);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    op->watch = false;
+    op->done(op);
+}
+
 /* Deadlines that passed: parked claims answer empty, watches re-read. */
 static void fire_deadlines(ackd_store_t *s, int64_t now)
 {
@@ -436,7 +449,7 @@ static void fire_deadlines(ackd_store_t *s, int64_t now)
             op->rc = 0;
             op->done(op);
         } else {
-            run_read(s, op, s->wconn);
+            rerun_watch(s, op);
         }
     }
 }
@@ -451,7 +464,7 @@ static void wake_watchers(ackd_store_t *s, char (*ids)[ACKD_ID_MAX], int n)
     for (ackd_store_op_t *op = list, *next; op; op = next) {
         next = op->next;
         op->parked_expired = false;
-        run_read(s, op, s->wconn);
+        rerun_watch(s, op);
     }
 }
 
@@ -520,7 +533,7 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
     const char *woke[MAX_WOKE];
     int nwoke = 0;
     bool woke_all = timer_woke;
-    ackd_store_op_t *finished = NULL, *reparks = NULL;
+    ackd_store_op_t *finished = NULL, *reparks = NULL, *watchers = NULL;
     size_t nchanged = 0, capchanged = 0;
     char (*changed)[ACKD_ID_MAX] = NULL;
 
@@ -534,7 +547,11 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         if (op->park_queue) {
             op->next = reparks;
             reparks = op;
+        } else if (op->watch && op->rc == 0) {
+            op->next = watchers;
+            watchers = op;
         } else {
+            op->watch = false;
             op->next = finished;
             finished = op;
         }
@@ -543,12 +560,15 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         serve_parked(s, now, woke_all, woke, nwoke, &finished, &reparks);
     for (ackd_store_op_t *op = finished; op; op = op->next) {
         note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
-        if (op->changed_id[0]) {
+        for (int k = -1; k < op->nchanged_more; k++) {
+            const char *id = k < 0 ? op->changed_id : op->changed_more[k];
+            if (!id[0])
+                continue;
             if (nchanged == capchanged) {
                 capchanged = capchanged ? capchanged * 2 : 64;
                 changed = ackd_realloc(changed, capchanged * sizeof *changed);
             }
-            memcpy(changed[nchanged++], op->changed_id, ACKD_ID_MAX);
+            memcpy(changed[nchanged++], id, ACKD_ID_MAX);
         }
     }
     if (rc == 0)
@@ -584,6 +604,17 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
             continue;
         }
         park(s, op);
+    }
+    for (ackd_store_op_t *op = watchers, *next; op; op = next) {
+        next = op->next;
+        if (rc) {
+            op->watch = false;
+            op->rc = rc;
+            op->next = finished;
+            finished = op;
+            continue;
+        }
+        watch_add(s, op);
     }
     pthread_mutex_unlock(&s->lock);
     for (ackd_store_op_t *op = finished, *next; op; op = next) {
@@ -712,13 +743,10 @@ int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, con
     return 0;
 }
 
-void ackd_store_close(ackd_store_t *s)
+/* Lock held: every waiter's deadline becomes now (the heap stays valid:
+ * all keys become equal). */
+static void expire_all_locked(ackd_store_t *s)
 {
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->stop = true;
-    /* every waiter's deadline is now: they are answered as if it ran out */
     for (int i = 0; i < s->heap_len; i++) {
         if (s->heap[i]->where == W_PARKED)
             s->heap[i]->park_until = 0;
@@ -726,6 +754,24 @@ void ackd_store_close(ackd_store_t *s)
             s->heap[i]->watch_until = 0;
     }
     pthread_cond_signal(&s->wake);
+}
+
+void ackd_store_drain_waiters(ackd_store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->draining = true;
+    expire_all_locked(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ackd_store_close(ackd_store_t *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    s->draining = true;
+    expire_all_locked(s);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->committer, NULL);
     fire_deadlines(s, INT64_MAX);

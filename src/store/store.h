@@ -176,7 +176,10 @@ struct ackd_store_op {
     const char *park_queue;    /* set by apply to park; NULL: finished */
     int64_t park_until;        /* ms since the epoch */
     bool parked_expired;       /* set when done runs because the wait ran out */
-    /* watching (long polls): done runs when `watch_id` changes or at watch_until */
+    /* watching (long polls): set by apply to wait; apply runs again (outside
+     * a transaction) when task `watch_id` changes, or at watch_until with
+     * parked_expired set; done runs once apply no longer asks to watch */
+    bool watch;
     char watch_id[ACKD_ID_MAX];
     int64_t watch_until;
     /* effects apply reports, so the store can wake others */
@@ -185,6 +188,8 @@ struct ackd_store_op {
     int64_t due_hint;          /* a task will become due at this time */
     int64_t expiry_hint;       /* a lease will expire at this time */
     char changed_id[ACKD_ID_MAX]; /* this task changed state: wake its watchers */
+    char (*changed_more)[ACKD_ID_MAX]; /* more changed tasks (owned by the op's maker) */
+    int nchanged_more;
     /* the store's bookkeeping (under its lock) */
     ackd_store_op_t *next;     /* batch, parked list or watch chain */
     ackd_store_op_t *prev;
@@ -213,16 +218,14 @@ int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, con
  * watches are answered as if their wait ran out. */
 void ackd_store_close(ackd_store_t *s);
 
+/* Ends every wait now (parked claims answer empty, watches answer their
+ * current state) and refuses new waits: for shutdown. Any thread. */
+void ackd_store_drain_waiters(ackd_store_t *s);
 /* Queues a write operation for the next group commit. Any thread. */
 void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op);
 /* Queues a read-only operation to a reader thread (no transaction is
  * committed; done runs after apply). Any thread. */
 void ackd_store_read(ackd_store_t *s, ackd_store_op_t *op);
-/* Watches: registers op to run (apply read-only, then done, on the committer
- * thread) when task op->watch_id changes state, or at op->watch_until (then
- * op->parked_expired is set). Registration is immediate (under the store's
- * lock), so a change committed after this call is never missed. Any thread. */
-void ackd_store_watch(ackd_store_t *s, ackd_store_op_t *op);
 /* Takes back a parked claim or a watch (its client left). Returns 1 if it was
  * still waiting: the caller now owns op and its done will not run; 0 if it
  * is already finishing (its done runs or ran). Any thread. */

@@ -1,0 +1,299 @@
+/* common.c - auth, request decoding and documents shared by the API files. */
+#include "api/common.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/units.h"
+#include "queue/fingerprint.h"
+
+/* --- auth --- */
+
+static const ackd_auth_t anonymous = {.tenant = "default", .role = ACKD_ROLE_ADMIN};
+
+const ackd_auth_t *api_auth(const ackd_http_req_t *req)
+{
+    const ackd_auth_t *a = ackd_http_req_auth(req);
+    return a ? a : &anonymous;
+}
+
+const char *api_tenant_filter(const ackd_http_req_t *req)
+{
+    const ackd_auth_t *a = api_auth(req);
+    return (a->role & ACKD_ROLE_ADMIN) ? NULL : a->tenant;
+}
+
+/* Keys are compared as SHA-256 hashes, every configured key every time, with
+ * a constant-time comparison, so timing tells nothing about which matched. */
+int api_authorize(ackd_http_req_t *req, int role, void *data)
+{
+    ackd_api_t *api = data;
+    const ackd_config_t *cfg = api->cfg;
+    if (role == 0 || cfg->nkeys == 0)
+        return 0; /* public route, or no keys: loopback-only, everyone is admin */
+    const char *h = ackd_http_req_header(req, "authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+        ackd_http_resp_header(req, "WWW-Authenticate", "Bearer");
+        ackd_http_respond_problem(req, 401, "unauthorized", "Unauthorized", NULL,
+                                  "send Authorization: Bearer <key>");
+        return -1;
+    }
+    char hash[65];
+    ackd_sha256_hex(h + 7, strlen(h + 7), hash);
+    const ackd_key_conf_t *found = NULL;
+    for (size_t i = 0; i < cfg->nkeys; i++)
+        if (CRYPTO_memcmp(hash, cfg->keys[i].hash_hex, 64) == 0)
+            found = &cfg->keys[i];
+    if (!found) {
+        ackd_http_resp_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        ackd_http_respond_problem(req, 401, "unauthorized", "Unauthorized", NULL,
+                                  "the key is not valid");
+        return -1;
+    }
+    if (!(found->role & ACKD_ROLE_ADMIN) && !(found->role & role)) {
+        ackd_http_respond_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                  "this key's role may not call %s %s", ackd_http_req_method(req),
+                                  ackd_http_req_path(req));
+        return -1;
+    }
+    ackd_auth_t *a = ackd_http_req_alloc(req, sizeof *a);
+    a->tenant = found->tenant;
+    a->role = found->role;
+    a->queues = (found->role & ACKD_ROLE_WORKER) ? found->queues : NULL;
+    ackd_http_req_set_auth(req, a);
+    return 0;
+}
+
+/* --- decoding --- */
+
+json_t *api_body_object(ackd_http_req_t *req, int allow_empty)
+{
+    size_t len;
+    const char *body = ackd_http_req_body(req, &len);
+    if (len == 0 && allow_empty)
+        return json_object();
+    const char *ct = ackd_http_req_header(req, "content-type");
+    if (ct && strncasecmp(ct, "application/json", 16) != 0 && !strstr(ct, "+json")) {
+        ackd_http_respond_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
+                                  NULL, "send the body as application/json, not %s", ct);
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        json_t *extra = json_pack("{s:i, s:i}", "line", e.line, "column", e.column);
+        ackd_http_respond_problem(req, 400, "malformed-json", "Malformed JSON", extra,
+                                  "line %d, column %d: %s", e.line, e.column, e.text);
+        json_decref(extra);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        ackd_http_respond_problem(req, 422, "invalid-request", "Invalid request", NULL,
+                                  "the body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+int api_duration(const json_t *v, int64_t *ms)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *ms = json_integer_value(v) * 1000;
+        return 0;
+    }
+    if (json_is_real(v) && json_real_value(v) >= 0) {
+        *ms = (int64_t)(json_real_value(v) * 1000.0);
+        return 0;
+    }
+    if (json_is_string(v))
+        return ackd_parse_duration_ms(json_string_value(v), ms);
+    return ACKD_EINVAL;
+}
+
+void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected)
+{
+    json_t *extra = json_pack("{s:s}", "field", field);
+    ackd_http_respond_problem(req, 422, "invalid-field", "Invalid field", extra, "%s: expected %s",
+                              field, expected);
+    json_decref(extra);
+}
+
+int64_t api_wait_ms(ackd_http_req_t *req, int64_t max_wait_ms, int *from_prefer)
+{
+    int64_t ms = 0;
+    *from_prefer = 0;
+    const char *q = ackd_http_req_query_param(req, "wait");
+    if (q) {
+        if (ackd_parse_duration_ms(q, &ms) != 0)
+            ms = 0;
+    } else {
+        const char *p = ackd_http_req_header(req, "prefer");
+        const char *w = p ? strcasestr(p, "wait=") : NULL;
+        if (w) {
+            char buf[32];
+            size_t n = strcspn(w + 5, " ,;");
+            if (n < sizeof buf) {
+                memcpy(buf, w + 5, n);
+                buf[n] = '\0';
+                if (ackd_parse_duration_ms(buf, &ms) == 0)
+                    *from_prefer = 1;
+                else
+                    ms = 0;
+            }
+        }
+    }
+    return ms > max_wait_ms ? max_wait_ms : ms;
+}
+
+/* --- documents --- */
+
+json_t *api_json_text(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+    return j ? j : json_string(text);
+}
+
+void api_time(json_t *obj, const char *key, int64_t ms)
+{
+    if (ms <= 0) {
+        json_object_set_new(obj, key, json_null());
+        return;
+    }
+    char buf[32];
+    ackd_time_format(ms, buf, sizeof buf);
+    json_object_set_new(obj, key, json_string(buf));
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *api_task_doc(const ackd_task_t *t, int64_t now)
+{
+    char self[96], result[104], events[104];
+    snprintf(self, sizeof self, "/v1/tasks/%s", t->id);
+    snprintf(result, sizeof result, "%s/result", self);
+    snprintf(events, sizeof events, "%s/events", self);
+    json_t *d = json_object();
+    json_object_set_new(d, "id", json_string(t->id));
+    json_object_set_new(d, "queue", json_string(t->queue));
+    json_object_set_new(d, "status", json_string(ackd_task_state_name(t->state)));
+    json_object_set_new(d, "attempts", json_integer(t->attempts));
+    json_object_set_new(d, "max_attempts", json_integer(t->max_attempts));
+    json_object_set_new(d, "priority", json_integer(t->priority));
+    api_time(d, "created_at", t->created_at);
+    api_time(d, "updated_at", t->updated_at);
+    api_time(d, "next_attempt_at",
+             t->state == ACKD_TASK_QUEUED && t->due_at > now ? t->due_at : 0);
+    if (t->progress_pct >= 0 || t->progress_msg)
+        json_object_set_new(d, "progress",
+                            json_pack("{s:o, s:o}", "percent",
+                                      t->progress_pct >= 0 ? json_integer(t->progress_pct)
+                                                           : json_null(),
+                                      "message", str_or_null(t->progress_msg)));
+    else
+        json_object_set_new(d, "progress", json_null());
+    json_object_set_new(d, "correlation_id", str_or_null(t->correlation_id));
+    if (t->traceparent)
+        json_object_set_new(d, "traceparent", json_string(t->traceparent));
+    json_object_set_new(d, "callback_url", str_or_null(t->callback_url));
+    json_object_set_new(d, "result", api_json_text(t->result));
+    json_object_set_new(d, "error", api_json_text(t->error));
+    if (t->cancel_requested)
+        json_object_set_new(d, "cancel_requested", json_true());
+    json_object_set_new(d, "links", json_pack("{s:s, s:s, s:s}", "self", self, "result", result,
+                                              "events", events));
+    return d;
+}
+
+json_t *api_attempts_doc(const ackd_attempt_t *a, int n)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "attempt", json_integer(a[i].n));
+        api_time(o, "started_at", a[i].started_at);
+        api_time(o, "ended_at", a[i].ended_at);
+        json_object_set_new(o, "outcome", str_or_null(a[i].outcome));
+        json_object_set_new(o, "error", api_json_text(a[i].error));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* --- responses --- */
+
+ackd_http_response_t *api_json_response(int status, json_t *body)
+{
+    ackd_http_response_t *r = ackd_http_response_new(status, "application/json");
+    char *text = json_dumps(body, JSON_COMPACT);
+    ackd_http_response_body(r, text, strlen(text));
+    free(text);
+    json_decref(body);
+    return r;
+}
+
+ackd_http_response_t *api_problem_response(int status, const char *type, const char *title,
+                                           json_t *extra, const char *detail)
+{
+    char t[128];
+    snprintf(t, sizeof t, "/problems/%s", type);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", t, "title", title, "status", status,
+                          "detail", detail ? detail : "");
+    if (extra) {
+        json_object_update(p, extra);
+        json_decref(extra);
+    }
+    ackd_http_response_t *r = ackd_http_response_new(status, "application/problem+json");
+    char *text = json_dumps(p, JSON_COMPACT);
+    ackd_http_response_body(r, text, strlen(text));
+    free(text);
+    json_decref(p);
+    return r;
+}
+
+ackd_http_response_t *api_op_problem(const ackd_tq_op_t *op)
+{
+    switch (op->status) {
+    case ACKD_ENOENT:
+        return api_problem_response(404, "task-not-found", "Task not found", NULL, op->detail);
+    case ACKD_ECONFLICT:
+        return api_problem_response(409, "conflict", "Conflict",
+                                    json_pack("{s:s}", "task_id", op->id), op->detail);
+    default:
+        return api_problem_response(503, "store-unavailable", "Store unavailable", NULL,
+                                    op->detail ? op->detail : "the store failed");
+    }
+}
+
+static void release_op(void *arg)
+{
+    ackd_tq_op_free(arg);
+}
+
+void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r)
+{
+    ackd_http_defer_respond_free(op->data, r, release_op, op);
+}
+
+/* Loop thread: the client left. A waiting op is taken back; one that is
+ * already finishing answers into the void and is freed after. */
+static void on_client_gone(ackd_http_defer_t *d, void *data)
+{
+    if (ackd_tq_abandon(data))
+        ackd_http_defer_drop(d);
+}
+
+void api_start(ackd_http_req_t *req, ackd_tq_op_t *op)
+{
+    op->data = ackd_http_defer(req, on_client_gone, op);
+    ackd_tq_run(op);
+}

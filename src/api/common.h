@@ -1,0 +1,61 @@
+/* common.h - what the resource files of src/api share: auth, JSON request
+ * decoding, problem and task documents, answering a deferred request when an
+ * operation finishes. Internal to src/api. */
+#ifndef ACKD_API_COMMON_H
+#define ACKD_API_COMMON_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "http/http.h"
+#include "queue/tq.h"
+
+/* Who is calling: set on the request by the authorize hook. */
+typedef struct {
+    const char *tenant;
+    int role;                 /* ackd_role_t bits */
+    char **queues;            /* workers: queues they may claim; NULL: any */
+} ackd_auth_t;
+
+const ackd_auth_t *api_auth(const ackd_http_req_t *req);
+/* The tenant filter for reads: NULL for admins (they see every tenant). */
+const char *api_tenant_filter(const ackd_http_req_t *req);
+int api_authorize(ackd_http_req_t *req, int role, void *data);
+
+/* Decodes the body as a JSON object; on failure answers 400 (with line and
+ * column) or 415 and returns NULL. An empty body is {} when allow_empty. */
+json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
+/* A duration given as seconds (number) or a string ("250ms", "30s"). 0 or
+ * ACKD_EINVAL. */
+int api_duration(const json_t *v, int64_t *ms);
+/* Answers 422 naming the field. */
+void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
+/* ?wait=N or Prefer: wait=N, capped by max_wait; 0 when neither. Sets
+ * *from_prefer when the Prefer header gave it. */
+int64_t api_wait_ms(ackd_http_req_t *req, int64_t max_wait_ms, int *from_prefer);
+
+/* Documents. */
+json_t *api_task_doc(const ackd_task_t *t, int64_t now);
+json_t *api_attempts_doc(const ackd_attempt_t *a, int n);
+/* Parses stored JSON text; NULL text is JSON null. */
+json_t *api_json_text(const char *text);
+void api_time(json_t *obj, const char *key, int64_t ms);
+
+/* Responses built on store threads. */
+ackd_http_response_t *api_json_response(int status, json_t *body /* stolen */);
+ackd_http_response_t *api_problem_response(int status, const char *type, const char *title,
+                                           json_t *extra /* stolen, may be NULL */,
+                                           const char *detail);
+/* Maps an operation's failed status to a problem response. */
+ackd_http_response_t *api_op_problem(const ackd_tq_op_t *op);
+/* Answers the op's deferred request (op->data) with r and frees op on the
+ * loop once the answer is out (see ackd_http_defer_respond_free). */
+void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r);
+/* Defers req and runs op; a client leaving abandons a waiting op. */
+void api_start(ackd_http_req_t *req, ackd_tq_op_t *op);
+
+extern const ackd_route_t ackd_api_tasks_routes[];
+extern const ackd_route_t ackd_api_workers_routes[];
+extern const ackd_route_t ackd_api_queues_routes[];
+
+#endif

@@ -1,0 +1,41 @@
+/* queues.c - GET /v1/queues: each configured queue with its counts per
+ * state and the age of its oldest queued task. */
+#include "api/common.h"
+#include "base/clock.h"
+
+static void on_stats(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    const ackd_config_t *cfg = ackd_tq_config(op->tq);
+    int64_t now = ackd_now_ms();
+    json_t *arr = json_array();
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        const ackd_queue_conf_t *q = &cfg->queues[i];
+        const ackd_queue_stats_t *s = &op->all_stats[i];
+        json_t *counts = json_object();
+        for (int st = 0; st <= ACKD_TASK_CANCELED; st++)
+            json_object_set_new(counts, ackd_task_state_name(st), json_integer(s->counts[st]));
+        json_t *d = json_pack("{s:s, s:s, s:o}", "name", q->name, "executor",
+                              q->upstream ? "upstream" : "pull", "counts", counts);
+        json_object_set_new(d, "oldest_queued_age_ms",
+                            s->oldest_queued_at ? json_integer(now - s->oldest_queued_at)
+                                                : json_null());
+        json_array_append_new(arr, d);
+    }
+    api_finish(op, api_json_response(200, json_pack("{s:o}", "queues", arr)));
+}
+
+static void on_queues(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    api_start(req, ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats, NULL));
+}
+
+const ackd_route_t ackd_api_queues_routes[] = {
+    {.method = "GET", .pattern = "/v1/queues", .handler = on_queues,
+     .role = ACKD_ROLE_CLIENT | ACKD_ROLE_WORKER},
+    {0},
+};

@@ -1,0 +1,463 @@
+/* tasks.c - the client face of the queue (SPEC §3): submit, read, long poll,
+ * list, cancel, redrive, result. Handlers validate on the loop thread, then
+ * hand an operation to the store; the answer leaves from the store's thread
+ * once the change is durable. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/common.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "queue/fingerprint.h"
+
+#define MAX_BATCH 1000
+#define MAX_LIST 1000
+
+static ackd_api_t *api_of(void *data)
+{
+    return data;
+}
+
+/* --- submission --- */
+
+static int is_http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+/* Fills an item from one task object of a request; answers 422 and returns
+ * -1 on a bad field. `prefix` names the item in messages ("tasks[3].") */
+static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_conf_t *q,
+                       json_t *obj, ackd_tq_item_t *it, const char *prefix, int64_t now)
+{
+    static const char *const known[] = {"payload", "delay", "run_at", "priority", "max_attempts",
+                                        "timeout", "callback_url", "idempotency_key", NULL};
+    char field[96];
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok) {
+            snprintf(field, sizeof field, "%s%s", prefix, key);
+            api_bad_field(req, field, "a known field (payload, delay, run_at, priority, "
+                                      "max_attempts, timeout, callback_url)");
+            return -1;
+        }
+    }
+    ackd_task_t *t = &it->task;
+    ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
+#define BAD(name, expected)                                                                        \
+    do {                                                                                           \
+        snprintf(field, sizeof field, "%s%s", prefix, name);                                       \
+        api_bad_field(req, field, expected);                                                       \
+        return -1;                                                                                 \
+    } while (0)
+    json_t *payload = json_object_get(obj, "payload");
+    char *text = json_dumps(payload ? payload : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    t->payload = ackd_strdup(text);
+    free(text);
+    int64_t ms;
+    if ((v = json_object_get(obj, "delay"))) {
+        if (api_duration(v, &ms) != 0)
+            BAD("delay", "a duration: seconds as a number, or a string like \"250ms\", \"30s\"");
+        t->due_at = now + ms;
+    }
+    if ((v = json_object_get(obj, "run_at"))) {
+        if (!json_is_string(v) || ackd_time_parse(json_string_value(v), &ms) != 0)
+            BAD("run_at", "an RFC 3339 time like \"2026-11-24T10:00:00Z\"");
+        if (json_object_get(obj, "delay"))
+            BAD("run_at", "either delay or run_at, not both");
+        t->due_at = ms > now ? ms : now;
+    }
+    if ((v = json_object_get(obj, "priority"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < -1000 || json_integer_value(v) > 1000)
+            BAD("priority", "an integer -1000..1000");
+        t->priority = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(obj, "max_attempts"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+            BAD("max_attempts", "an integer 1..1000");
+        t->max_attempts = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(obj, "timeout"))) {
+        if (api_duration(v, &ms) != 0 || ms < 100)
+            BAD("timeout", "a duration of at least 100ms");
+        t->timeout_ms = ms;
+    }
+    if ((v = json_object_get(obj, "callback_url"))) {
+        if (!json_is_string(v) || !is_http_url(json_string_value(v)) ||
+            strlen(json_string_value(v)) > 2048)
+            BAD("callback_url", "an http:// or https:// URL");
+        ackd_free(t->callback_url);
+        t->callback_url = ackd_strdup(json_string_value(v));
+    }
+    if ((v = json_object_get(obj, "idempotency_key"))) {
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 255)
+            BAD("idempotency_key", "a string of 1..255 characters");
+        t->idem_key = ackd_strdup(json_string_value(v));
+    }
+#undef BAD
+    t->correlation_id = ackd_strdup(ackd_http_req_id(req));
+    const char *tp = ackd_http_req_header(req, "traceparent");
+    if (tp && strlen(tp) < 128)
+        t->traceparent = ackd_strdup(tp);
+    return 0;
+}
+
+static void set_idempotency(ackd_http_req_t *req, ackd_tq_item_t *it, const char *queue,
+                            const char *key, const char *fp_body, size_t fp_len)
+{
+    char scope[160];
+    snprintf(scope, sizeof scope, "queue:%s", queue);
+    it->idem_scope = ackd_strdup(scope);
+    if (!it->task.idem_key)
+        it->task.idem_key = ackd_strdup(key);
+    ackd_fingerprint(ackd_http_req_method(req), ackd_http_req_path(req), fp_body, fp_len,
+                     it->fingerprint);
+}
+
+static json_t *accepted_doc(const ackd_task_t *t)
+{
+    char url[96];
+    snprintf(url, sizeof url, "/v1/tasks/%s", t->id);
+    return json_pack("{s:s, s:s, s:s}", "task_id", t->id, "status", "accepted", "status_url", url);
+}
+
+static void log_accepted(const ackd_tq_item_t *it)
+{
+    ACKD_LOG(ACKD_LOG_DEBUG, "task accepted", LOG_STR("task_id", it->task.id),
+             LOG_STR("queue", it->task.queue), LOG_STR("correlation_id", it->task.correlation_id),
+             LOG_INT("replayed", it->replayed));
+}
+
+static void on_enqueued(ackd_tq_op_t *op)
+{
+    if (op->status == ACKD_ECONFLICT) {
+        json_t *extra = json_pack("{s:s}", "task_id", op->conflict_id);
+        api_finish(op, api_problem_response(422, "idempotency-mismatch",
+                                            "Idempotency key reused with a different request",
+                                            extra, op->detail));
+        return;
+    }
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    ackd_http_response_t *r;
+    if (op->nitems == 1 && !op->retry /* single submission */) {
+        const ackd_tq_item_t *it = &op->items[0];
+        log_accepted(it);
+        r = api_json_response(202, accepted_doc(&it->task));
+        char url[96];
+        snprintf(url, sizeof url, "/v1/tasks/%s", it->task.id);
+        ackd_http_response_header(r, "Location", url);
+        ackd_http_response_header(r, "Retry-After", "1");
+        if (it->replayed)
+            ackd_http_response_header(r, "Idempotent-Replayed", "true");
+    } else {
+        json_t *arr = json_array();
+        for (int i = 0; i < op->nitems; i++) {
+            log_accepted(&op->items[i]);
+            json_t *d = accepted_doc(&op->items[i].task);
+            if (op->items[i].replayed)
+                json_object_set_new(d, "replayed", json_true());
+            json_array_append_new(arr, d);
+        }
+        r = api_json_response(202, json_pack("{s:o}", "tasks", arr));
+    }
+    api_finish(op, r);
+}
+
+static const ackd_queue_conf_t *find_queue(ackd_http_req_t *req, ackd_api_t *api)
+{
+    const char *name = ackd_http_req_param(req, "queue");
+    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, name);
+    if (!q) {
+        json_t *extra = json_pack("{s:s}", "queue", name);
+        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", extra,
+                                  "no queue named \"%s\" is configured", name);
+        json_decref(extra);
+    }
+    return q;
+}
+
+static void on_submit(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = api_of(data);
+    const ackd_queue_conf_t *q = find_queue(req, api);
+    if (!q)
+        return;
+    json_t *body = api_body_object(req, 0);
+    if (!body)
+        return;
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued, NULL);
+    op->items = ackd_calloc(1, sizeof *op->items);
+    op->nitems = 1;
+    int64_t now = ackd_now_ms();
+    if (decode_task(req, api, q, body, &op->items[0], "", now) != 0) {
+        json_decref(body);
+        ackd_tq_op_free(op);
+        return;
+    }
+    json_decref(body);
+    const char *key = ackd_http_req_header(req, "idempotency-key");
+    ackd_tq_item_t *it = &op->items[0];
+    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
+        ackd_tq_op_free(op);
+        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
+                                  "Idempotency-Key must be 1..255 characters");
+        return;
+    }
+    if (key || it->task.idem_key) {
+        size_t len;
+        const char *b = ackd_http_req_body(req, &len);
+        set_idempotency(req, it, q->name, key ? key : it->task.idem_key, b, len);
+    }
+    api_start(req, op);
+}
+
+static void on_submit_batch(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = api_of(data);
+    const ackd_queue_conf_t *q = find_queue(req, api);
+    if (!q)
+        return;
+    json_t *body = api_body_object(req, 0);
+    if (!body)
+        return;
+    json_t *arr = json_object_get(body, "tasks");
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_BATCH) {
+        json_decref(body);
+        api_bad_field(req, "tasks", "an array of 1..1000 task objects");
+        return;
+    }
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued, NULL);
+    op->retry = true; /* marks a batch: the answer lists every task */
+    size_t n = json_array_size(arr);
+    op->items = ackd_calloc(n, sizeof *op->items);
+    int64_t now = ackd_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "tasks[%zu].", i);
+        json_t *item = json_array_get(arr, i);
+        op->nitems = (int)i + 1;
+        if (!json_is_object(item)) {
+            snprintf(prefix, sizeof prefix, "tasks[%zu]", i);
+            api_bad_field(req, prefix, "a task object");
+            json_decref(body);
+            ackd_tq_op_free(op);
+            return;
+        }
+        if (decode_task(req, api, q, item, &op->items[i], prefix, now) != 0) {
+            json_decref(body);
+            ackd_tq_op_free(op);
+            return;
+        }
+        ackd_tq_item_t *it = &op->items[i];
+        if (it->task.idem_key) {
+            char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+            set_idempotency(req, it, q->name, it->task.idem_key, text, strlen(text));
+            free(text);
+        }
+    }
+    json_decref(body);
+    api_start(req, op);
+}
+
+/* --- reading --- */
+
+static void on_got(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    json_t *doc = api_task_doc(&op->task, ackd_now_ms());
+    if (op->with_attempts)
+        json_object_set_new(doc, "history", api_attempts_doc(op->attempts, op->nattempts));
+    ackd_http_response_t *r = api_json_response(200, doc);
+    if (op->retry_after_ms) { /* the wait came from Prefer */
+        char pa[48];
+        snprintf(pa, sizeof pa, "wait=%lld", (long long)(op->retry_after_ms / 1000));
+        ackd_http_response_header(r, "Preference-Applied", pa);
+    }
+    api_finish(op, r);
+}
+
+static int valid_task_id(ackd_http_req_t *req, const char *id)
+{
+    if (ackd_id_valid("tsk_", id))
+        return 1;
+    ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
+                              "no task with id \"%s\"", id);
+    return 0;
+}
+
+static ackd_tq_op_t *task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
+{
+    const char *id = ackd_http_req_param(req, "id");
+    if (!valid_task_id(req, id))
+        return NULL;
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    op->tenant = api_tenant_filter(req);
+    return op;
+}
+
+static void on_get(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = api_of(data);
+    ackd_tq_op_t *op = task_op(req, api, ACKD_TQ_GET, on_got);
+    if (!op)
+        return;
+    int from_prefer;
+    int64_t wait = api_wait_ms(req, api->cfg->server.max_wait_ms, &from_prefer);
+    if (wait > 0)
+        op->wait_until = ackd_now_ms() + wait;
+    if (from_prefer)
+        op->retry_after_ms = wait > 0 ? wait : 1; /* echoed in Preference-Applied */
+    const char *h = ackd_http_req_query_param(req, "history");
+    op->with_attempts = h && strcmp(h, "false") != 0;
+    api_start(req, op);
+}
+
+static void on_result_ready(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    const ackd_task_t *t = &op->task;
+    if (t->state != ACKD_TASK_COMPLETED) {
+        int failed = ACKD_TASK_TERMINAL(t->state);
+        char detail[128];
+        snprintf(detail, sizeof detail, "the task is %s%s", ackd_task_state_name(t->state),
+                 failed ? " and has no result" : "; its result is not ready yet");
+        ackd_http_response_t *r = api_problem_response(
+            409, failed ? "no-result" : "result-not-ready",
+            failed ? "No result" : "Result not ready",
+            json_pack("{s:s, s:s}", "task_id", t->id, "status", ackd_task_state_name(t->state)),
+            detail);
+        if (!failed)
+            ackd_http_response_header(r, "Retry-After", "1");
+        api_finish(op, r);
+        return;
+    }
+    json_t *res = api_json_text(t->result);
+    ackd_http_response_t *r = api_json_response(200, res);
+    ackd_http_response_header(r, "Task-Id", t->id);
+    api_finish(op, r);
+}
+
+static void on_result(ackd_http_req_t *req, void *data)
+{
+    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_GET, on_result_ready);
+    if (op)
+        api_start(req, op);
+}
+
+static void on_listed(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    int64_t now = ackd_now_ms();
+    json_t *arr = json_array();
+    int shown = op->ntasks > op->filter.limit ? op->filter.limit : op->ntasks;
+    for (int i = 0; i < shown; i++)
+        json_array_append_new(arr, api_task_doc(&op->tasks[i], now));
+    json_t *next = shown == op->filter.limit && shown > 0 ? json_string(op->tasks[shown - 1].id)
+                                                          : json_null();
+    api_finish(op, api_json_response(200, json_pack("{s:o, s:o}", "tasks", arr, "next_cursor",
+                                                    next)));
+}
+
+static void on_list(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = api_of(data);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_LIST, on_listed, NULL);
+    ackd_task_filter_t *f = &op->filter;
+    f->tenant = api_tenant_filter(req);
+    f->limit = 50;
+    const char *v;
+    /* the op keeps its own copies: a client that leaves frees the request */
+    if ((v = ackd_http_req_query_param(req, "queue")) && *v)
+        f->queue = op->queue = ackd_strdup(v);
+    if ((v = ackd_http_req_query_param(req, "status")) && *v) {
+        f->state = ackd_task_state_parse(v);
+        if (f->state < 0) {
+            ackd_tq_op_free(op);
+            api_bad_field(req, "status", "one of queued, processing, completed, failed, canceled");
+            return;
+        }
+    }
+    if ((v = ackd_http_req_query_param(req, "cursor")) && *v) {
+        if (!ackd_id_valid("tsk_", v)) {
+            ackd_tq_op_free(op);
+            api_bad_field(req, "cursor", "a next_cursor value from an earlier page");
+            return;
+        }
+        snprintf(op->cursor, sizeof op->cursor, "%s", v);
+        f->before_id = op->cursor;
+    }
+    if ((v = ackd_http_req_query_param(req, "limit"))) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v == '\0' || *end || n < 1 || n > MAX_LIST) {
+            ackd_tq_op_free(op);
+            api_bad_field(req, "limit", "an integer 1..1000");
+            return;
+        }
+        f->limit = (int)n;
+    }
+    api_start(req, op);
+}
+
+/* --- changing --- */
+
+static void on_changed(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    ACKD_LOG(ACKD_LOG_INFO, op->kind == ACKD_TQ_CANCEL ? "task cancel" : "task redriven",
+             LOG_STR("task_id", op->task.id), LOG_STR("status", ackd_task_state_name(op->task.state)),
+             LOG_STR("correlation_id", op->task.correlation_id));
+    api_finish(op, api_json_response(op->kind == ACKD_TQ_RETRY ? 202 : 200,
+                                     api_task_doc(&op->task, ackd_now_ms())));
+}
+
+static void on_cancel(ackd_http_req_t *req, void *data)
+{
+    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_CANCEL, on_changed);
+    if (op)
+        api_start(req, op);
+}
+
+static void on_retry(ackd_http_req_t *req, void *data)
+{
+    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_RETRY, on_changed);
+    if (op)
+        api_start(req, op);
+}
+
+#define CLIENT (ACKD_ROLE_CLIENT)
+
+const ackd_route_t ackd_api_tasks_routes[] = {
+    {.method = "POST", .pattern = "/v1/queues/{queue}/tasks", .handler = on_submit, .role = CLIENT},
+    {.method = "POST", .pattern = "/v1/queues/{queue}/tasks:batch", .handler = on_submit_batch,
+     .role = CLIENT},
+    {.method = "GET", .pattern = "/v1/tasks", .handler = on_list, .role = CLIENT},
+    {.method = "GET", .pattern = "/v1/tasks/{id}", .handler = on_get, .role = CLIENT},
+    {.method = "GET", .pattern = "/v1/tasks/{id}/result", .handler = on_result, .role = CLIENT},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/cancel", .handler = on_cancel, .role = CLIENT},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/retry", .handler = on_retry, .role = CLIENT},
+    {0},
+};

@@ -1,0 +1,289 @@
+/* workers.c - the worker face (SPEC §4): claim with long poll, heartbeat,
+ * complete, fail. Every call after the claim carries the lease: a stale one
+ * is a 409 and changes nothing. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/common.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#define MAX_CLAIM 100
+
+static json_t *claim_doc(const ackd_task_t *t)
+{
+    json_t *d = json_object();
+    json_object_set_new(d, "id", json_string(t->id));
+    json_object_set_new(d, "queue", json_string(t->queue));
+    json_object_set_new(d, "attempt", json_integer(t->attempts));
+    json_object_set_new(d, "lease_id", json_string(t->lease_id));
+    api_time(d, "lease_expires_at", t->lease_expires_at);
+    json_object_set_new(d, "correlation_id", t->correlation_id ? json_string(t->correlation_id)
+                                                               : json_null());
+    if (t->traceparent)
+        json_object_set_new(d, "traceparent", json_string(t->traceparent));
+    if (t->request)
+        json_object_set_new(d, "request", api_json_text(t->request));
+    else
+        json_object_set_new(d, "payload", api_json_text(t->payload));
+    return d;
+}
+
+static void on_claimed(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    if (op->ntasks == 0) {
+        api_finish(op, ackd_http_response_new(204, NULL));
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < op->ntasks; i++) {
+        const ackd_task_t *t = &op->tasks[i];
+        ACKD_LOG(ACKD_LOG_DEBUG, "task claimed", LOG_STR("task_id", t->id),
+                 LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
+                 LOG_STR("correlation_id", t->correlation_id));
+        json_array_append_new(arr, claim_doc(t));
+    }
+    api_finish(op, api_json_response(200, json_pack("{s:o}", "tasks", arr)));
+}
+
+static int queue_allowed(const ackd_auth_t *a, const char *queue)
+{
+    if (!a->queues || (a->role & ACKD_ROLE_ADMIN))
+        return 1;
+    for (char **q = a->queues; *q; q++)
+        if (strcmp(*q, queue) == 0)
+            return 1;
+    return 0;
+}
+
+static void on_claim(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    const char *name = ackd_http_req_param(req, "queue");
+    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, name);
+    if (!q) {
+        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", NULL,
+                                  "no queue named \"%s\" is configured", name);
+        return;
+    }
+    if (!queue_allowed(api_auth(req), name)) {
+        ackd_http_respond_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                  "this key may not claim from queue \"%s\"", name);
+        return;
+    }
+    json_t *body = api_body_object(req, 1);
+    if (!body)
+        return;
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_CLAIM, on_claimed, NULL);
+    op->queue = ackd_strdup(name);
+    op->max = 1;
+    json_t *v;
+    int64_t ms;
+    const char *bad = NULL, *expected = NULL;
+    if ((v = json_object_get(body, "max"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_CLAIM)
+            bad = "max", expected = "an integer 1..100";
+        else
+            op->max = (int)json_integer_value(v);
+    }
+    if (!bad && (v = json_object_get(body, "wait"))) {
+        if (api_duration(v, &ms) != 0)
+            bad = "wait", expected = "a duration: seconds, or a string like \"30s\"";
+        else if (ms > 0)
+            op->wait_until = ackd_now_ms() + (ms < api->cfg->server.max_wait_ms
+                                                  ? ms
+                                                  : api->cfg->server.max_wait_ms);
+    }
+    if (!bad && (v = json_object_get(body, "lease"))) {
+        if (api_duration(v, &ms) != 0 || ms < 100)
+            bad = "lease", expected = "a duration of at least 100ms";
+        else
+            op->lease_ms = ms;
+    }
+    json_decref(body);
+    if (bad) {
+        ackd_tq_op_free(op);
+        api_bad_field(req, bad, expected);
+        return;
+    }
+    api_start(req, op);
+}
+
+/* heartbeat, complete and fail share the lease check and the answer */
+
+static void on_lease_call_done(ackd_tq_op_t *op)
+{
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    const ackd_task_t *t = &op->task;
+    if (op->kind == ACKD_TQ_HEARTBEAT) {
+        json_t *d = json_object();
+        json_object_set_new(d, "id", json_string(t->id));
+        api_time(d, "lease_expires_at", t->lease_expires_at);
+        json_object_set_new(d, "cancel_requested", json_boolean(t->cancel_requested));
+        api_finish(op, api_json_response(200, d));
+        return;
+    }
+    ACKD_LOG(ACKD_LOG_INFO, "task attempt ended", LOG_STR("task_id", t->id),
+             LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
+             LOG_STR("status", ackd_task_state_name(t->state)),
+             LOG_STR("correlation_id", t->correlation_id));
+    api_finish(op, api_json_response(200, api_task_doc(t, ackd_now_ms())));
+}
+
+static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body)
+{
+    const char *id = ackd_http_req_param(req, "id");
+    if (!ackd_id_valid("tsk_", id)) {
+        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
+                                  "no task with id \"%s\"", id);
+        return NULL;
+    }
+    *body = api_body_object(req, 0);
+    if (!*body)
+        return NULL;
+    json_t *lease = json_object_get(*body, "lease_id");
+    if (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
+        json_decref(*body);
+        api_bad_field(req, "lease_id", "the lease_id the claim returned");
+        return NULL;
+    }
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, on_lease_call_done, NULL);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    snprintf(op->lease_id, sizeof op->lease_id, "%s", json_string_value(lease));
+    const ackd_auth_t *a = api_auth(req);
+    if (!(a->role & ACKD_ROLE_ADMIN))
+        op->allowed_queues = a->queues;
+    return op;
+}
+
+static char *dump(json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *copy = ackd_strdup(text);
+    free(text);
+    return copy;
+}
+
+static void on_heartbeat(ackd_http_req_t *req, void *data)
+{
+    json_t *body;
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_HEARTBEAT, &body);
+    if (!op)
+        return;
+    json_t *v;
+    int64_t ms;
+    const char *bad = NULL, *expected = NULL;
+    if ((v = json_object_get(body, "lease"))) {
+        if (api_duration(v, &ms) != 0 || ms < 100)
+            bad = "lease", expected = "a duration of at least 100ms";
+        else
+            op->lease_ms = ms;
+    }
+    if (!bad && (v = json_object_get(body, "progress")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
+            bad = "progress", expected = "a number 0..100";
+        else
+            op->progress_pct = (int)json_number_value(v);
+    }
+    if (!bad && (v = json_object_get(body, "message")) && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > 1024)
+            bad = "message", expected = "a string of at most 1024 characters";
+        else
+            op->progress_msg = ackd_strdup(json_string_value(v));
+    }
+    json_decref(body);
+    if (bad) {
+        ackd_tq_op_free(op);
+        api_bad_field(req, bad, expected);
+        return;
+    }
+    api_start(req, op);
+}
+
+static void on_complete(ackd_http_req_t *req, void *data)
+{
+    json_t *body;
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_COMPLETE, &body);
+    if (!op)
+        return;
+    json_t *v = json_object_get(body, "response");
+    if (v) {
+        /* a route task's answer: {status, headers, body} */
+        json_t *st = json_object_get(v, "status");
+        if (!json_is_object(v) || !json_is_integer(st) || json_integer_value(st) < 100 ||
+            json_integer_value(st) > 599) {
+            json_decref(body);
+            ackd_tq_op_free(op);
+            api_bad_field(req, "response", "{status: 100..599, headers?, body?}");
+            return;
+        }
+        op->result = dump(v);
+    } else {
+        v = json_object_get(body, "result");
+        op->result = dump(v ? v : json_null());
+    }
+    json_decref(body);
+    api_start(req, op);
+}
+
+static void on_fail(ackd_http_req_t *req, void *data)
+{
+    json_t *body;
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_FAIL, &body);
+    if (!op)
+        return;
+    op->retry = true;
+    json_t *v;
+    int64_t ms;
+    const char *bad = NULL, *expected = NULL;
+    if ((v = json_object_get(body, "retry"))) {
+        if (!json_is_boolean(v))
+            bad = "retry", expected = "true or false";
+        else
+            op->retry = json_is_true(v);
+    }
+    if (!bad && (v = json_object_get(body, "retry_after"))) {
+        if (api_duration(v, &ms) != 0)
+            bad = "retry_after", expected = "a duration: seconds, or a string like \"30s\"";
+        else
+            op->retry_after_ms = ms;
+    }
+    v = json_object_get(body, "error");
+    json_t *err;
+    if (json_is_string(v))
+        err = json_pack("{s:s, s:n}", "message", json_string_value(v), "status");
+    else if (json_is_object(v))
+        err = json_incref(v);
+    else
+        err = json_pack("{s:s, s:n}", "message", "failed", "status");
+    op->error = dump(err);
+    json_decref(err);
+    json_decref(body);
+    if (bad) {
+        ackd_tq_op_free(op);
+        api_bad_field(req, bad, expected);
+        return;
+    }
+    api_start(req, op);
+}
+
+#define WORKER (ACKD_ROLE_WORKER)
+
+const ackd_route_t ackd_api_workers_routes[] = {
+    {.method = "POST", .pattern = "/v1/queues/{queue}/claim", .handler = on_claim, .role = WORKER},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/heartbeat", .handler = on_heartbeat,
+     .role = WORKER},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/complete", .handler = on_complete,
+     .role = WORKER},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/fail", .handler = on_fail, .role = WORKER},
+    {0},
+};

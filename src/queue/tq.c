@@ -1,0 +1,582 @@
+/* tq.c - the task state machine on the store's row primitives (see tq.h).
+ *
+ * Each apply_* runs inside the committer's batch transaction: it reads the
+ * rows it needs, checks the transition is allowed (tenant, lease, state)
+ * before writing anything, writes, and reports effects (a queue that got
+ * work, a lease expiry, a task whose state changed) so the store can wake
+ * claimers and watchers after the commit. */
+#include "queue/tq.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "queue/retry.h"
+
+#define EXPIRE_BATCH 256
+#define PURGE_BATCH 500
+#define MAX_CLAIM 100
+#define PURGE_INTERVAL_MS 1000
+
+struct ackd_tq {
+    ackd_store_t *store;
+    const ackd_config_t *cfg;
+};
+
+const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
+{
+    return tq->cfg;
+}
+
+static const ackd_queue_conf_t *queue_conf(const ackd_tq_t *tq, const char *name)
+{
+    return ackd_config_queue(tq->cfg, name);
+}
+
+static int64_t default_lease_ms(const ackd_tq_t *tq, const ackd_task_t *t)
+{
+    if (t->timeout_ms > 0)
+        return t->timeout_ms;
+    const ackd_queue_conf_t *q = queue_conf(tq, t->queue);
+    return q ? q->attempt_timeout_ms : 30000;
+}
+
+static int deny(ackd_tq_op_t *op, int status, const char *detail)
+{
+    op->status = status;
+    op->detail = detail;
+    return 0; /* not a store failure: the batch goes on */
+}
+
+static bool queue_allowed(const ackd_tq_op_t *op, const char *queue)
+{
+    if (!op->allowed_queues)
+        return true;
+    for (char **q = op->allowed_queues; *q; q++)
+        if (strcmp(*q, queue) == 0)
+            return true;
+    return false;
+}
+
+/* Loads op->id into op->task, hiding other tenants' tasks. */
+static int load(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_task_clear(&op->task);
+    int rc = b->task_get(c, op->id, &op->task);
+    if (rc == ACKD_ENOENT ||
+        (rc == 0 && ((op->tenant && strcmp(op->task.tenant, op->tenant) != 0) ||
+                     !queue_allowed(op, op->task.queue)))) {
+        ackd_task_clear(&op->task);
+        deny(op, ACKD_ENOENT, "no such task");
+        return 1;
+    }
+    return rc;
+}
+
+/* Fencing: the lease must be the task's current one and unexpired. */
+static bool lease_holds(const ackd_tq_op_t *op, int64_t now)
+{
+    const ackd_task_t *t = &op->task;
+    return t->state == ACKD_TASK_PROCESSING && strcmp(t->lease_id, op->lease_id) == 0 &&
+           t->lease_expires_at > now;
+}
+
+static void wake_if_due(ackd_store_op_t *s, const ackd_task_t *t, int64_t now)
+{
+    if (t->due_at <= now)
+        s->woke_queue = t->queue; /* points into the op's task, alive until done */
+    else
+        s->due_hint = t->due_at;
+}
+
+/* --- enqueue --- */
+
+static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    /* idempotency first, so a mismatch writes nothing */
+    for (int i = 0; i < op->nitems; i++) {
+        ackd_tq_item_t *it = &op->items[i];
+        if (!it->idem_scope)
+            continue;
+        ackd_idem_t prev = {0};
+        int rc = b->idem_get(c, it->task.tenant, it->idem_scope, it->task.idem_key, &prev);
+        if (rc == ACKD_ENOENT || (rc == 0 && prev.expires_at <= s->now))
+            continue;
+        if (rc)
+            return rc;
+        if (strcmp(prev.fingerprint, it->fingerprint) != 0) {
+            snprintf(op->conflict_id, sizeof op->conflict_id, "%s", prev.task_id);
+            return deny(op, ACKD_ECONFLICT, "the idempotency key was used for another request");
+        }
+        it->replayed = true;
+        snprintf(it->task.id, sizeof it->task.id, "%s", prev.task_id);
+    }
+    int64_t ttl = op->tq->cfg->server.idempotency_ttl_ms;
+    for (int i = 0; i < op->nitems; i++) {
+        ackd_tq_item_t *it = &op->items[i];
+        if (it->replayed)
+            continue;
+        int rc = b->task_insert(c, &it->task);
+        if (rc == 0 && it->idem_scope) {
+            ackd_idem_t idem = {.tenant = it->task.tenant, .scope = it->idem_scope,
+                                .key = it->task.idem_key, .expires_at = s->now + ttl};
+            memcpy(idem.fingerprint, it->fingerprint, sizeof idem.fingerprint);
+            snprintf(idem.task_id, sizeof idem.task_id, "%s", it->task.id);
+            rc = b->idem_insert(c, &idem);
+        }
+        if (rc)
+            return rc;
+        if (it->task.due_at <= s->now) {
+            if (s->woke_queue && strcmp(s->woke_queue, it->task.queue) != 0)
+                s->woke_all = true;
+            s->woke_queue = it->task.queue;
+        } else if (!s->due_hint || it->task.due_at < s->due_hint) {
+            s->due_hint = it->task.due_at;
+        }
+    }
+    return 0;
+}
+
+/* --- claim --- */
+
+static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                     const char *id, ackd_task_t *t)
+{
+    ackd_store_op_t *s = &op->base;
+    int rc = b->task_get(c, id, t);
+    if (rc)
+        return rc;
+    int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
+    t->state = ACKD_TASK_PROCESSING;
+    t->attempts++;
+    ackd_id_new("lse_", t->lease_id);
+    t->lease_expires_at = s->now + lease;
+    t->updated_at = s->now;
+    rc = b->task_update(c, t);
+    if (rc == 0) {
+        ackd_attempt_t a = {.n = t->attempts, .started_at = s->now};
+        memcpy(a.lease_id, t->lease_id, sizeof a.lease_id);
+        rc = b->attempt_insert(c, t->id, &a);
+    }
+    if (!s->expiry_hint || t->lease_expires_at < s->expiry_hint)
+        s->expiry_hint = t->lease_expires_at;
+    return rc;
+}
+
+static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    char ids[MAX_CLAIM][ACKD_ID_MAX];
+    int n = 0;
+    int rc = b->task_claimable(c, op->queue, s->now, op->max, ids, &n);
+    if (rc)
+        return rc;
+    if (n == 0) {
+        if (op->wait_until > s->now) {
+            s->park_queue = op->queue;
+            s->park_until = op->wait_until;
+        }
+        return 0;
+    }
+    op->tasks = ackd_calloc((size_t)n, sizeof *op->tasks);
+    for (int i = 0; i < n; i++) {
+        rc = claim_one(op, b, c, ids[i], &op->tasks[op->ntasks]);
+        op->ntasks++;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* --- worker calls on a leased task --- */
+
+static int apply_heartbeat(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (!lease_holds(op, s->now))
+        return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+    ackd_task_t *t = &op->task;
+    int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
+    t->lease_expires_at = s->now + lease;
+    t->updated_at = s->now;
+    if (op->progress_pct >= 0)
+        t->progress_pct = op->progress_pct;
+    if (op->progress_msg) {
+        ackd_free(t->progress_msg);
+        t->progress_msg = ackd_strdup(op->progress_msg);
+    }
+    s->expiry_hint = t->lease_expires_at;
+    return b->task_update(c, t);
+}
+
+static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                  int state, const char *outcome)
+{
+    ackd_store_op_t *s = &op->base;
+    ackd_task_t *t = &op->task;
+    t->state = state;
+    t->lease_id[0] = '\0';
+    t->lease_expires_at = 0;
+    t->updated_at = s->now;
+    if (ACKD_TASK_TERMINAL(state))
+        t->finished_at = s->now;
+    memcpy(s->changed_id, t->id, ACKD_ID_MAX);
+    int rc = b->task_update(c, t);
+    if (rc == 0 && outcome && t->attempts > 0)
+        rc = b->attempt_finish(c, t->id, t->attempts, s->now, outcome, op->error);
+    return rc;
+}
+
+static int apply_complete(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (!lease_holds(op, s->now))
+        return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+    ackd_free(op->task.result);
+    op->task.result = op->result ? ackd_strdup(op->result) : ackd_strdup("null");
+    ackd_free(op->task.error);
+    op->task.error = NULL;
+    return finish(op, b, c, ACKD_TASK_COMPLETED, "completed");
+}
+
+/* Back to the queue after a backoff, or failed for good. */
+static int retry_or_fail(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                         bool retry, const char *final_outcome)
+{
+    ackd_store_op_t *s = &op->base;
+    ackd_task_t *t = &op->task;
+    ackd_free(t->error);
+    t->error = op->error ? ackd_strdup(op->error) : NULL;
+    bool past_deadline = t->deadline_at && t->deadline_at <= s->now;
+    if (retry && t->attempts < t->max_attempts && !past_deadline && !t->cancel_requested) {
+        const ackd_queue_conf_t *q = queue_conf(op->tq, t->queue);
+        int64_t base = q ? q->retry_base_ms : 1000, cap = q ? q->retry_cap_ms : 300000;
+        t->due_at = s->now + ackd_backoff_ms(base, cap, t->attempts, ackd_jitter(),
+                                             op->retry_after_ms);
+        int rc = finish(op, b, c, ACKD_TASK_QUEUED, "retry");
+        wake_if_due(s, t, s->now);
+        return rc;
+    }
+    return finish(op, b, c, t->cancel_requested ? ACKD_TASK_CANCELED : ACKD_TASK_FAILED,
+                  final_outcome);
+}
+
+static int apply_fail(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (!lease_holds(op, s->now))
+        return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+    return retry_or_fail(op, b, c, op->retry, "failed");
+}
+
+/* --- client calls --- */
+
+static int apply_cancel(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    ackd_task_t *t = &op->task;
+    if (ACKD_TASK_TERMINAL(t->state))
+        return deny(op, ACKD_ECONFLICT, "the task has already finished");
+    if (t->state == ACKD_TASK_PROCESSING) {
+        /* the worker learns it from its next heartbeat; a failure then ends it */
+        t->cancel_requested = true;
+        t->updated_at = s->now;
+        return b->task_update(c, t);
+    }
+    return finish(op, b, c, ACKD_TASK_CANCELED, NULL);
+}
+
+static int apply_retry(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    ackd_task_t *t = &op->task;
+    if (t->state != ACKD_TASK_FAILED && t->state != ACKD_TASK_CANCELED)
+        return deny(op, ACKD_ECONFLICT, "only failed or canceled tasks can be retried");
+    const ackd_queue_conf_t *q = queue_conf(op->tq, t->queue);
+    /* a redriven task gets a fresh allowance of attempts */
+    t->max_attempts = t->attempts + (q ? q->max_attempts : 1);
+    t->due_at = s->now;
+    t->finished_at = 0;
+    t->cancel_requested = false;
+    ackd_free(t->error);
+    t->error = NULL;
+    ackd_free(t->result);
+    t->result = NULL;
+    rc = finish(op, b, c, ACKD_TASK_QUEUED, NULL);
+    wake_if_due(s, t, s->now);
+    return rc;
+}
+
+/* A read, which for a long poll asks the store to watch the task. */
+static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (!ACKD_TASK_TERMINAL(op->task.state) && op->wait_until > s->now && !s->parked_expired) {
+        s->watch = true;
+        memcpy(s->watch_id, op->id, ACKD_ID_MAX);
+        s->watch_until = op->wait_until;
+        return 0;
+    }
+    op->waited_out = s->parked_expired;
+    if (op->with_attempts)
+        return b->attempt_list(c, op->id, &op->attempts, &op->nattempts);
+    return 0;
+}
+
+static int apply_list(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    op->tasks = ackd_calloc((size_t)op->filter.limit + 1, sizeof *op->tasks);
+    return b->task_list(c, &op->filter, op->tasks, &op->ntasks);
+}
+
+static int apply_stats(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    if (op->queue)
+        return b->queue_stats(c, op->queue, &op->stats);
+    const ackd_config_t *cfg = op->tq->cfg;
+    op->all_stats = ackd_calloc(cfg->nqueues + 1, sizeof *op->all_stats);
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        int rc = b->queue_stats(c, cfg->queues[i].name, &op->all_stats[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* --- internal work: lease expiry and retention --- */
+
+static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    char ids[EXPIRE_BATCH][ACKD_ID_MAX];
+    int n = 0;
+    int rc = b->task_expired(c, s->now, EXPIRE_BATCH, ids, &n);
+    if (rc || n == 0)
+        return rc;
+    s->changed_more = ackd_calloc((size_t)n, ACKD_ID_MAX);
+    op->error = ackd_strdup("{\"message\":\"lease expired\",\"status\":null}");
+    for (int i = 0; i < n && rc == 0; i++) {
+        memcpy(op->id, ids[i], ACKD_ID_MAX);
+        ackd_task_clear(&op->task);
+        rc = b->task_get(c, op->id, &op->task);
+        if (rc == 0) {
+            ACKD_LOG(ACKD_LOG_WARN, "lease expired", LOG_STR("task_id", op->task.id),
+                     LOG_STR("queue", op->task.queue), LOG_INT("attempt", op->task.attempts),
+                     LOG_STR("correlation_id", op->task.correlation_id));
+            op->retry_after_ms = 0;
+            rc = retry_or_fail(op, b, c, true, "lease_expired");
+            memcpy(s->changed_more[s->nchanged_more++], op->task.id, ACKD_ID_MAX);
+        }
+    }
+    s->changed_id[0] = '\0';
+    s->woke_queue = NULL;
+    s->woke_all = true;
+    if (n == EXPIRE_BATCH)
+        s->expiry_hint = s->now; /* more to do: come back at once */
+    return rc;
+}
+
+static int apply_purge(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    const ackd_config_t *cfg = op->tq->cfg;
+    bool more = false;
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        int deleted = 0;
+        int rc = b->purge(c, cfg->queues[i].name, s->now - cfg->queues[i].retention_ms,
+                          PURGE_BATCH, &deleted);
+        if (rc)
+            return rc;
+        more |= deleted == PURGE_BATCH;
+    }
+    int deleted = 0;
+    int rc = b->idem_purge(c, s->now, PURGE_BATCH, &deleted);
+    more |= deleted == PURGE_BATCH;
+    op->retry = more;
+    return rc;
+}
+
+static void done_internal(ackd_store_op_t *s)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    if (op->kind == ACKD_TQ_STATS && op->retry && op->base.rc == 0) {
+        /* purge found a full batch: another small batch, in its own commit */
+        ackd_tq_op_t *again = ackd_tq_op_new(op->tq, ACKD_TQ_STATS, NULL, NULL);
+        again->base.apply = apply_purge;
+        again->base.done = done_internal;
+        ackd_store_submit(op->tq->store, &again->base);
+    }
+    ackd_tq_op_free(op);
+}
+
+static ackd_store_op_t *make_expire_op(void *data)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(data, ACKD_TQ_FAIL, NULL, NULL);
+    op->base.apply = apply_expire;
+    op->base.done = done_internal;
+    return &op->base;
+}
+
+static ackd_store_op_t *make_purge_op(void *data)
+{
+    /* kind STATS marks an internal purge for done_internal */
+    ackd_tq_op_t *op = ackd_tq_op_new(data, ACKD_TQ_STATS, NULL, NULL);
+    op->base.apply = apply_purge;
+    op->base.done = done_internal;
+    return &op->base;
+}
+
+/* --- running --- */
+
+static void done_user(ackd_store_op_t *s)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    if (s->rc < 0 && op->status == 0) {
+        op->status = ACKD_EIO;
+        op->detail = "the store failed";
+    }
+    op->waited_out = op->waited_out || s->parked_expired;
+    op->cb(op);
+}
+
+static const ackd_store_apply_fn appliers[] = {
+    [ACKD_TQ_ENQUEUE] = apply_enqueue, [ACKD_TQ_CLAIM] = apply_claim,
+    [ACKD_TQ_HEARTBEAT] = apply_heartbeat, [ACKD_TQ_COMPLETE] = apply_complete,
+    [ACKD_TQ_FAIL] = apply_fail, [ACKD_TQ_CANCEL] = apply_cancel,
+    [ACKD_TQ_RETRY] = apply_retry, [ACKD_TQ_GET] = apply_get,
+    [ACKD_TQ_LIST] = apply_list, [ACKD_TQ_STATS] = apply_stats,
+};
+
+ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data)
+{
+    ackd_tq_op_t *op = ACKD_NEW(ackd_tq_op_t);
+    op->tq = tq;
+    op->kind = kind;
+    op->cb = cb;
+    op->data = data;
+    op->progress_pct = -1;
+    op->task.progress_pct = -1;
+    op->filter.state = -1;
+    op->base.apply = appliers[kind];
+    op->base.done = done_user;
+    op->base.heap_idx = -1;
+    return op;
+}
+
+void ackd_tq_op_free(ackd_tq_op_t *op)
+{
+    if (!op)
+        return;
+    ackd_task_clear(&op->task);
+    for (int i = 0; i < op->ntasks; i++)
+        ackd_task_clear(&op->tasks[i]);
+    ackd_free(op->tasks);
+    for (int i = 0; i < op->nattempts; i++)
+        ackd_attempt_clear(&op->attempts[i]);
+    ackd_free(op->attempts);
+    for (int i = 0; i < op->nitems; i++) {
+        ackd_task_clear(&op->items[i].task);
+        ackd_free(op->items[i].idem_scope);
+    }
+    ackd_free(op->items);
+    ackd_free(op->all_stats);
+    ackd_free(op->queue);
+    ackd_free(op->progress_msg);
+    ackd_free(op->result);
+    ackd_free(op->error);
+    ackd_free(op->base.changed_more);
+    ackd_free(op);
+}
+
+void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q,
+                       const char *tenant, int64_t now)
+{
+    (void)tq;
+    memset(t, 0, sizeof *t);
+    ackd_id_new("tsk_", t->id);
+    t->tenant = ackd_strdup(tenant);
+    t->queue = ackd_strdup(q->name);
+    t->state = ACKD_TASK_QUEUED;
+    t->due_at = now;
+    t->max_attempts = q->max_attempts;
+    t->created_at = t->updated_at = now;
+    t->deadline_at = q->deadline_ms ? now + q->deadline_ms : 0;
+    t->progress_pct = -1;
+    if (q->callback_url)
+        t->callback_url = ackd_strdup(q->callback_url);
+}
+
+void ackd_tq_run(ackd_tq_op_t *op)
+{
+    bool read_only = op->kind == ACKD_TQ_LIST || op->kind == ACKD_TQ_STATS ||
+                     (op->kind == ACKD_TQ_GET && op->wait_until == 0);
+    if (read_only)
+        ackd_store_read(op->tq->store, &op->base);
+    else
+        ackd_store_submit(op->tq->store, &op->base);
+}
+
+int ackd_tq_abandon(ackd_tq_op_t *op)
+{
+    if (!ackd_store_unpark(op->tq->store, &op->base))
+        return 0;
+    ackd_tq_op_free(op);
+    return 1;
+}
+
+int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t errlen)
+{
+    ackd_tq_t *tq = ACKD_NEW(ackd_tq_t);
+    tq->cfg = cfg;
+    ackd_store_hooks_t hooks = {
+        .make_expire_op = make_expire_op,
+        .make_purge_op = make_purge_op,
+        .data = tq,
+        .purge_interval_ms = PURGE_INTERVAL_MS,
+    };
+    int rc = ackd_store_open(&tq->store, &ackd_store_sqlite, cfg->storage.path,
+                             cfg->storage.sync == ACKD_SYNC_FULL, 2, &hooks, err, errlen);
+    if (rc) {
+        ackd_free(tq);
+        return rc;
+    }
+    *out = tq;
+    return 0;
+}
+
+void ackd_tq_drain(ackd_tq_t *tq)
+{
+    ackd_store_drain_waiters(tq->store);
+}
+
+void ackd_tq_close(ackd_tq_t *tq)
+{
+    if (!tq)
+        return;
+    ackd_store_close(tq->store);
+    ackd_free(tq);
+}

@@ -1,0 +1,119 @@
+/* tq.h - the task queue: SPEC §1's state machine over the store.
+ *
+ *   queued -> processing -> completed | failed | canceled
+ *   processing -> queued   (retryable failure, expired lease; due later while backing off)
+ *   failed | canceled -> queued   (redrive)
+ *
+ * Every operation is an ackd_tq_op_t: the caller fills the inputs and calls
+ * ackd_tq_run; the store applies it (in a group-commit transaction for
+ * writes, on a reader for reads) and then calls op->cb on the store's thread
+ * with the outputs, after the change is durable. The callback owns the op
+ * and frees it with ackd_tq_op_free. Fencing: calls that carry a lease
+ * change nothing unless the lease is the task's current, unexpired one.
+ *
+ * The transitions are written here once, on the store's row primitives, so
+ * every backend shares them. Any thread may call ackd_tq_run. */
+#ifndef ACKD_QUEUE_TQ_H
+#define ACKD_QUEUE_TQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "store/store.h"
+
+typedef struct ackd_tq ackd_tq_t;
+typedef struct ackd_tq_op ackd_tq_op_t;
+typedef void (*ackd_tq_cb)(ackd_tq_op_t *op);
+
+typedef enum {
+    ACKD_TQ_ENQUEUE,   /* items -> inserted (or replayed) */
+    ACKD_TQ_CLAIM,     /* queue, max, lease_ms, wait_until -> tasks */
+    ACKD_TQ_HEARTBEAT, /* id, lease_id, lease_ms, progress -> task */
+    ACKD_TQ_COMPLETE,  /* id, lease_id, result -> task */
+    ACKD_TQ_FAIL,      /* id, lease_id, error, retry, retry_after_ms -> task */
+    ACKD_TQ_CANCEL,    /* id -> task */
+    ACKD_TQ_RETRY,     /* id -> task */
+    ACKD_TQ_GET,       /* id [, wait_until] -> task, attempts */
+    ACKD_TQ_LIST,      /* filter -> tasks */
+    ACKD_TQ_STATS,     /* queue -> stats */
+} ackd_tq_kind_t;
+
+/* One task to enqueue. The caller fills `task` (ackd_tq_task_init gives the
+ * defaults) and the idempotency fields; replayed/mismatch are outputs. */
+typedef struct {
+    ackd_task_t task;          /* owned; task.id is the existing one when replayed */
+    char *idem_scope;          /* "queue:NAME" or "route:METHOD /path"; owned; NULL: none */
+    char fingerprint[65];
+    bool replayed;             /* an earlier request with this key made the task */
+} ackd_tq_item_t;
+
+struct ackd_tq_op {
+    ackd_store_op_t base;      /* first: the store's view */
+    ackd_tq_t *tq;
+    int kind;
+    ackd_tq_cb cb;
+    void *data;                /* the caller's */
+
+    /* outcome: 0, ACKD_ENOENT (no such task for this caller), ACKD_ECONFLICT
+     * (stale lease, wrong state, idempotency mismatch), ACKD_EIO */
+    int status;
+    const char *detail;        /* a static sentence for problems */
+
+    /* inputs */
+    const char *tenant;        /* owner filter; NULL: any (admin, workers) */
+    char **allowed_queues;     /* workers: queues they may touch; NULL: any */
+    char id[ACKD_ID_MAX];
+    char lease_id[ACKD_ID_MAX];
+    char *queue;               /* owned */
+    int max;
+    int64_t lease_ms;          /* 0: the task's timeout or the queue's default */
+    int64_t wait_until;        /* claim and get: wait until then (ms since epoch) */
+    int progress_pct;          /* -1: not reported */
+    char *progress_msg;        /* owned */
+    char *result;              /* owned JSON */
+    char *error;               /* owned JSON */
+    bool retry;
+    int64_t retry_after_ms;
+    ackd_task_filter_t filter; /* list: point its strings at queue and cursor below */
+    char cursor[ACKD_ID_MAX];
+    bool with_attempts;
+
+    /* enqueue */
+    ackd_tq_item_t *items;
+    int nitems;
+
+    /* outputs */
+    ackd_task_t task;
+    ackd_task_t *tasks;        /* claim, list */
+    int ntasks;
+    ackd_attempt_t *attempts;
+    int nattempts;
+    ackd_queue_stats_t stats;
+    ackd_queue_stats_t *all_stats; /* STATS with queue NULL: one per configured queue */
+    char conflict_id[ACKD_ID_MAX]; /* the task behind an idempotency mismatch */
+    bool waited_out;           /* a claim or long poll whose wait ran out */
+};
+
+/* Opens the store named by cfg->storage and starts its threads. */
+int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t errlen);
+/* Finishes queued work, answers waiters as timed out, stops the threads. */
+void ackd_tq_close(ackd_tq_t *tq);
+/* Answers every waiting claim and long poll now (shutdown). Any thread. */
+void ackd_tq_drain(ackd_tq_t *tq);
+const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq);
+
+ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data);
+void ackd_tq_op_free(ackd_tq_op_t *op);
+/* Fills a task with the defaults of its queue (state queued, due now,
+ * max_attempts, ...) and a fresh id; the caller then sets what it has. */
+void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q,
+                       const char *tenant, int64_t now);
+/* Starts the operation. Its cb runs exactly once, on a store thread. */
+void ackd_tq_run(ackd_tq_op_t *op);
+/* The client of a waiting claim or long poll left: if the op was still
+ * waiting it is taken back and freed here (returns 1; cb will not run);
+ * otherwise its cb is running or ran (returns 0). */
+int ackd_tq_abandon(ackd_tq_op_t *op);
+
+#endif
