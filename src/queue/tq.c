@@ -110,7 +110,11 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
             return rc;
         if (strcmp(prev.fingerprint, it->fingerprint) != 0) {
             snprintf(op->conflict_id, sizeof op->conflict_id, "%s", prev.task_id);
-            return deny(op, ACKD_ECONFLICT, "the idempotency key was used for another request");
+            snprintf(op->detail_buf, sizeof op->detail_buf,
+                     "key '%.128s' was first used for another request (method, path or body "
+                     "differ)",
+                     it->task.idem_key);
+            return deny(op, ACKD_ECONFLICT, op->detail_buf);
         }
         it->replayed = true;
         snprintf(it->task.id, sizeof it->task.id, "%s", prev.task_id);
@@ -151,6 +155,7 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     if (rc)
         return rc;
     int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
+    t->timeout_ms = lease; /* heartbeats without a lease extend by the same length */
     t->state = ACKD_TASK_PROCESSING;
     t->attempts++;
     ackd_id_new("lse_", t->lease_id);
@@ -204,6 +209,7 @@ static int apply_heartbeat(ackd_store_op_t *s, const ackd_store_backend_t *b, ac
         return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
     ackd_task_t *t = &op->task;
     int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
+    t->timeout_ms = lease;
     t->lease_expires_at = s->now + lease;
     t->updated_at = s->now;
     if (op->progress_pct >= 0)

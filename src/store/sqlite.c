@@ -72,7 +72,7 @@ static const char *const sql[S_COUNT] = {
     [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
                       " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
-                      " cancel_requested=?14 WHERE id = ?1",
+                      " cancel_requested=?14, timeout_ms=?15 WHERE id = ?1",
     [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
                     " ORDER BY priority DESC, due_at LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
@@ -374,6 +374,7 @@ static int sq_task_update(ackd_store_conn_t *c, const ackd_task_t *t)
         sqlite3_bind_null(s, 12);
     bind_text(s, 13, t->progress_msg);
     sqlite3_bind_int(s, 14, t->cancel_requested);
+    sqlite3_bind_int64(s, 15, t->timeout_ms);
     return exec_stmt(c, s, "task update");
 }
 

@@ -50,7 +50,7 @@ typedef struct {
     int64_t due_at;            /* queued: may run from then on */
     int attempts;              /* attempts started */
     int max_attempts;
-    int64_t timeout_ms;        /* lease length for pull workers, 0 = queue default */
+    int64_t timeout_ms;        /* lease length for pull workers (the last one granted), 0 = queue default */
     char lease_id[ACKD_ID_MAX];/* "" when no lease */
     int64_t lease_expires_at;
     int64_t created_at, updated_at, finished_at;
@@ -123,7 +123,7 @@ typedef struct {
     /* Reads a task; in a write transaction, locks it for update. */
     int (*task_get)(ackd_store_conn_t *c, const char *id, ackd_task_t *out);
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
-     * result, error, progress, cancel_requested). */
+     * result, error, progress, cancel_requested, timeout_ms). */
     int (*task_update)(ackd_store_conn_t *c, const ackd_task_t *t);
     /* Ids of queued tasks of `queue` due at `now`, by priority then due time
      * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */
