@@ -160,6 +160,8 @@ static long match_entry(const entry_t *e, const segment_t *path, size_t n)
     for (size_t i = 0; i < n; i++) {
         const segment_t *s = &e->segs[i];
         if (s->param) {
+            if (path[i].len == 0)
+                return -1; /* "/v1/tasks/" is not /v1/tasks/{id} with an empty id */
             score <<= 1;
             continue;
         }
