@@ -4,14 +4,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/rand.h>
 #include <sys/random.h>
 
 #include "base/clock.h"
 
 static const char crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
 
+/* OpenSSL's DRBG (seeded and reseeded from the kernel) costs no system
+ * call per id; the kernel is asked directly only if it ever fails. */
 void ackd_random_bytes(void *buf, size_t n)
 {
+    if (n <= (size_t)INT32_MAX && RAND_bytes(buf, (int)n) == 1)
+        return;
     unsigned char *p = buf;
     while (n) {
         ssize_t got = getrandom(p, n, 0);

@@ -2,7 +2,7 @@
  *
  * An id is a prefix ("tsk_", "lse_", "req_") and 26 characters of Crockford
  * base32 (lowercase) over 128 bits: 48 bits of ms since the epoch, then 80
- * random bits from the kernel's CSPRNG. So ids sort by creation time, cannot
+ * random bits from a CSPRNG. So ids sort by creation time, cannot
  * be guessed, and are URL-safe (the ULID layout). Any thread. */
 #ifndef ACKD_BASE_ID_H
 #define ACKD_BASE_ID_H
@@ -18,7 +18,8 @@
 void ackd_id_new(const char *prefix, char *out);
 /* Same with a given time, for tests and ordering. */
 void ackd_id_new_at(const char *prefix, int64_t ms, char *out);
-/* Fills buf with n random bytes from the kernel. Aborts if it cannot. */
+/* Fills buf with n cryptographically strong random bytes (OpenSSL's DRBG,
+ * else the kernel). Aborts if it cannot. */
 void ackd_random_bytes(void *buf, size_t n);
 /* 1 if s is prefix + 26 valid characters. */
 int ackd_id_valid(const char *prefix, const char *s);

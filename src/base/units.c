@@ -28,25 +28,26 @@ int ackd_parse_int(const char *s, int64_t *out)
     return 0;
 }
 
-/* Reads digits with an optional fraction, scaled by 1000 (milli-units). */
-static int parse_milli(const char **pp, uint64_t *out)
+/* Reads digits with an optional fraction, scaled by 1000 (milli-units).
+ * Digits past the third decimal are accepted and ignored. */
+static int parse_milli(const char **pp, unsigned __int128 *out)
 {
     const char *p = *pp;
     if (*p < '0' || *p > '9')
         return ACKD_EINVAL;
-    uint64_t whole = 0;
+    unsigned __int128 whole = 0;
     for (; *p >= '0' && *p <= '9'; p++) {
-        whole = whole * 10 + (uint64_t)(*p - '0');
-        if (whole > UINT64_MAX / 1000000)
+        whole = whole * 10 + (unsigned)(*p - '0');
+        if (whole > (unsigned __int128)UINT64_MAX)
             return ACKD_ERANGE;
     }
-    uint64_t frac = 0, scale = 100;
+    unsigned frac = 0, scale = 100;
     if (*p == '.') {
         p++;
         if (*p < '0' || *p > '9')
             return ACKD_EINVAL;
         for (; *p >= '0' && *p <= '9'; p++) {
-            frac += (uint64_t)(*p - '0') * scale;
+            frac += (unsigned)(*p - '0') * scale;
             scale /= 10;
         }
     }
@@ -62,19 +63,19 @@ int ackd_parse_duration_ms(const char *s, int64_t *out_ms)
         uint64_t ms;
     } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1000}};
     const char *p = s;
-    uint64_t milli;
+    unsigned __int128 milli;
     int rc = parse_milli(&p, &milli);
     if (rc)
         return rc;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(p, units[i].unit) != 0)
             continue;
-        /* milli is the value times 1000; the result is value * unit ms. */
-        if (milli > (uint64_t)INT64_MAX / units[i].ms)
+        /* milli is the value times 1000, so the result is milli * unit / 1000 */
+        unsigned __int128 v = milli * units[i].ms;
+        if (v % 1000 != 0)
+            return ACKD_EINVAL; /* a fraction of a millisecond */
+        if (v / 1000 > (unsigned __int128)INT64_MAX)
             return ACKD_ERANGE;
-        uint64_t v = milli * units[i].ms;
-        if (v % 1000 != 0 && units[i].ms == 1)
-            return ACKD_EINVAL; /* fractional milliseconds */
         *out_ms = (int64_t)(v / 1000);
         return 0;
     }
@@ -88,9 +89,10 @@ int ackd_parse_size(const char *s, uint64_t *out_bytes)
         return ACKD_EINVAL;
     uint64_t v = 0;
     for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - 9) / 10)
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
             return ACKD_ERANGE;
-        v = v * 10 + (uint64_t)(*p - '0');
+        v = v * 10 + d;
     }
     unsigned shift = 0;
     switch (*p) {
