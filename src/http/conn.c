@@ -15,7 +15,9 @@
  * tokens, obs-fold, bare CR/LF, bad chunk sizes, CL with TE and repeated CL;
  * this file adds what a parser cannot see on its own (several Host fields,
  * Transfer-Encoding on HTTP/1.0, codings other than a final chunked, control
- * characters in values) and every size limit. */
+ * characters in values), the line syntax llhttp 8 lets through (scan_head:
+ * bare LF ending the request line or the head, empty field names, runs of
+ * spaces in the request line) and every size limit. */
 #include <string.h>
 #include <strings.h>
 
@@ -112,7 +114,9 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     ackd_http_conn_t *c = conn_of(p);
     c->url_len += len;
-    if (c->url_len > c->srv->limits.max_request_line ||
+    /* the limit is on the whole request line: method SP target SP HTTP/1.x */
+    size_t fixed = strlen(llhttp_method_name((llhttp_method_t)p->method)) + 1 + strlen(" HTTP/1.1");
+    if (c->url_len + fixed > c->srv->limits.max_request_line ||
         ackd_buf_append(&c->value, at, len) != 0)
         return fail_with(c, 414, "the request line is longer than the server accepts");
     return 0;
@@ -158,8 +162,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 
 /* A value span that follows a line break rather than a colon is an obs-fold
  * continuation (RFC 9112 §5.2), which llhttp joins silently: refuse it. */
-static bool is_fold(const ackd_http_conn_t *c, const char *at)
+static bool is_fold(const ackd_http_conn_t *c, const char *at, size_t len)
 {
+    if (len == 0)
+        return false; /* an empty value: llhttp reports it at the next line's start */
     const char *q = at;
     while (q > c->feed_base && (q[-1] == ' ' || q[-1] == '\t'))
         q--;
@@ -170,7 +176,7 @@ static bool is_fold(const ackd_http_conn_t *c, const char *at)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     ackd_http_conn_t *c = conn_of(p);
-    if (is_fold(c, at))
+    if (is_fold(c, at, len))
         return fail_with(c, 400, "obsolete line folding in a header field");
     int rc = header_bytes(c, len);
     if (rc)
@@ -312,6 +318,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     ackd_http_conn_t *c = conn_of(p);
+    c->head_scan = HS_START; /* the next bytes are the next request's head */
     c->req->keepalive = llhttp_should_keep_alive(p) != 0;
     return HPE_PAUSED; /* one request at a time: dispatch before reading on */
 }
@@ -333,6 +340,82 @@ static void settings_init(void)
     settings_ready = 1;
 }
 
+/* --- the head's line syntax ---
+ *
+ * llhttp 8 lets through some head syntax RFC 9112 forbids: a bare LF ending
+ * the request line or the head, an empty field name, runs of spaces in the
+ * request line, obs-fold of an empty value. Before bytes of a head reach the
+ * parser they go through this scanner, which knows only lines: every line
+ * ends with CRLF, the request line has single spaces, a field line starts
+ * with a name (not a colon, not whitespace). It stops at the empty line
+ * ending the head and starts again when the message is complete. */
+
+static const char *scan_head(ackd_http_conn_t *c, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len && c->head_scan != HS_DONE; i++) {
+        char ch = data[i];
+        switch (c->head_scan) {
+        case HS_START: /* empty lines before the request line are ignored */
+            if (ch == '\r') {
+                c->head_scan = HS_CR;
+                c->head_after_cr = HS_START;
+            } else if (ch == '\n') {
+                return "bare LF in the request head";
+            } else if (ch == ' ' || ch == '\t') {
+                return "the request line is malformed";
+            } else {
+                c->head_scan = HS_REQLINE;
+            }
+            break;
+        case HS_REQLINE:
+        case HS_REQLINE_SP:
+            if (ch == ' ') {
+                if (c->head_scan == HS_REQLINE_SP)
+                    return "the request line is malformed";
+                c->head_scan = HS_REQLINE_SP;
+            } else if (ch == '\r') {
+                if (c->head_scan == HS_REQLINE_SP)
+                    return "the request line is malformed";
+                c->head_scan = HS_CR;
+                c->head_after_cr = HS_LINE_START;
+            } else if (ch == '\n') {
+                return "bare LF in the request head";
+            } else {
+                c->head_scan = HS_REQLINE;
+            }
+            break;
+        case HS_LINE_START:
+            if (ch == '\r') {
+                c->head_scan = HS_CR;
+                c->head_after_cr = HS_DONE;
+            } else if (ch == '\n') {
+                return "bare LF in the request head";
+            } else if (ch == ' ' || ch == '\t') {
+                return "obsolete line folding in a header field";
+            } else if (ch == ':') {
+                return "a header field has an empty name";
+            } else {
+                c->head_scan = HS_FIELD;
+            }
+            break;
+        case HS_FIELD:
+            if (ch == '\r') {
+                c->head_scan = HS_CR;
+                c->head_after_cr = HS_LINE_START;
+            } else if (ch == '\n') {
+                return "bare LF in the request head";
+            }
+            break;
+        case HS_CR:
+            if (ch != '\n')
+                return "bare CR in the request head";
+            c->head_scan = c->head_after_cr;
+            break;
+        }
+    }
+    return NULL;
+}
+
 /* --- feeding bytes --- */
 
 static void read_start(ackd_http_conn_t *c);
@@ -342,7 +425,10 @@ static void parse_error(ackd_http_conn_t *c, enum llhttp_errno err)
 {
     int status = 400;
     const char *detail = llhttp_get_error_reason(&c->parser);
-    if (err == HPE_USER) {
+    if (c->error_status) {
+        /* one of our callbacks refused: llhttp reports HPE_USER for span
+         * callbacks but HPE_CB_<NAME> for the others (headers complete,
+         * value complete), so the recorded status is what counts */
         status = c->error_status;
         detail = c->error_detail;
     } else if (err == HPE_INVALID_METHOD) {
@@ -373,6 +459,13 @@ static void conn_feed(ackd_http_conn_t *c, const char *data, size_t len)
             }
             ackd_buf_append(&c->pending, data, len);
             return;
+        }
+        if (c->head_scan != HS_DONE) {
+            const char *bad = scan_head(c, data, len);
+            if (bad) {
+                ackd_http_conn_fail(c, 400, bad);
+                return;
+            }
         }
         c->feed_base = data;
         enum llhttp_errno err = llhttp_execute(&c->parser, data, len);

@@ -21,6 +21,9 @@
 
 typedef struct ackd_http_conn ackd_http_conn_t;
 
+/* States of the head line scanner (conn.c, scan_head); HS_START is 0. */
+enum { HS_START = 0, HS_REQLINE, HS_REQLINE_SP, HS_LINE_START, HS_FIELD, HS_CR, HS_DONE };
+
 /* Timeout lists: every list has one fixed timeout, so appending at the tail
  * keeps each list sorted by deadline and one timer on the earliest head
  * serves all connections (no timer per connection). */
@@ -84,6 +87,8 @@ struct ackd_http_conn {
     size_t url_len, headers_total;
     const char *feed_base;       /* start of the bytes llhttp is parsing now */
     char last_nonws;             /* last non-blank byte of earlier reads */
+    unsigned char head_scan;     /* HS_*: where scan_head is in the current head */
+    unsigned char head_after_cr; /* the HS_* state after the LF of a CRLF */
     int error_status;            /* set by a parser callback before HPE_USER */
     const char *error_detail;
     size_t writes_pending;
