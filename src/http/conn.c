@@ -309,7 +309,8 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     ackd_http_conn_t *c = conn_of(p);
-    if (ackd_buf_append(&c->req->body, at, len) != 0)
+    if (c->req->body.len + len > c->srv->limits.max_body ||
+        ackd_buf_append(&c->req->body, at, len) != 0)
         return fail_with(c, 413, "the request body is larger than the server accepts");
     ackd_http_conn_tlist_set(c, TL_BODY); /* the idle gap starts again */
     return 0;

@@ -8,8 +8,10 @@ int64_t ackd_backoff_ceiling_ms(int64_t base_ms, int64_t cap_ms, int n)
     if (n < 1)
         n = 1;
     int64_t d = base_ms;
-    for (int i = 1; i < n && d < cap_ms; i++)
-        d *= 2; /* stops doubling at the cap, so it cannot overflow */
+    /* jumps to the cap before 2d could pass it (or overflow, for caps near
+     * INT64_MAX); stops at once on a zero base, so a huge n costs nothing */
+    for (int i = 1; i < n && d > 0 && d < cap_ms; i++)
+        d = d > cap_ms / 2 ? cap_ms : d * 2;
     return d < cap_ms ? d : cap_ms;
 }
 

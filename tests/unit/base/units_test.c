@@ -58,7 +58,11 @@ TEST(units_duration_rejects)
     CHECK_INT(dur_rc("5S"), ACKD_EINVAL);
     CHECK_INT(dur_rc("1h30m"), ACKD_EINVAL);
     CHECK_INT(dur_rc("99999999999999999999d"), ACKD_ERANGE);
-    CHECK_INT(dur_rc("106751991167d"), ACKD_ERANGE);
+    /* 106751991167d = 9223372036828800000 ms fits in int64; one day more does not */
+    CHECK_INT(dur_rc("106751991167d"), 0);
+    CHECK_INT(dur_rc("106751991168d"), ACKD_ERANGE);
+    CHECK_INT(dur_rc("9223372036854775807ms"), 0);
+    CHECK_INT(dur_rc("9223372036854775808ms"), ACKD_ERANGE);
     CHECK_INT(dur_rc("18446744073709551615ms"), ACKD_ERANGE);
 }
 
