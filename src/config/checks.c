@@ -303,3 +303,26 @@ void ackd_config_format_duration(int64_t ms, char *out, size_t outlen)
     else
         ackd_format_duration(ms, out, outlen);
 }
+
+int ackd_config_check_header_names(const char *v, ackd_buf_t *canon)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    const char *p = v;
+    int n = 0;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        if (n++)
+            ackd_buf_appendc(canon, ' ');
+        for (; *p && *p != ' ' && *p != ',' && *p != '\t'; p++) {
+            char c = *p;
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr(tchar, c)))
+                return ACKD_EINVAL;
+            ackd_buf_appendc(canon, (char)((c >= 'A' && c <= 'Z') ? c + 32 : c));
+        }
+    }
+    return n ? 0 : ACKD_EINVAL;
+}

@@ -25,6 +25,9 @@ int ackd_config_check_secrets(const char *v, ackd_buf_t *canon);
 int ackd_config_check_cidrs(const char *v, ackd_buf_t *canon);
 /* 1..50 durations (0..30d each), space-separated. */
 int ackd_config_check_schedule(const char *v, ackd_buf_t *canon);
+/* HTTP field names (tokens) separated by spaces or commas; canonical form is
+ * lower case, space-separated. */
+int ackd_config_check_header_names(const char *v, ackd_buf_t *canon);
 
 /* True for a queue or tenant name: 1..64 of [A-Za-z0-9_.-]. */
 int ackd_config_name_ok(const char *s, size_t n);

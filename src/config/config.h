@@ -61,6 +61,7 @@ typedef struct {
     int concurrency;               /* push: in-flight calls; 0 = unlimited */
     double rate;                   /* push: calls per second; 0 = unlimited */
     uint64_t max_result_size;      /* push: bytes of an upstream answer kept */
+    char *forward_headers;         /* push: client headers sent upstream, space-separated, lower case */
     char *callback_url;            /* default webhook for the queue's tasks */
 } ackd_queue_conf_t;
 

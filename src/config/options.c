@@ -88,6 +88,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {Q(concurrency), .name = "concurrency", INT, .min = 0, .max = 100000, .def = "0", .doc = "push: upstream calls in flight; 0: unlimited"},
     {Q(rate), .name = "rate", .type = ACKD_CONFIG_DOUBLE, .min = 0, .max = 1000000, .def = "0", .doc = "push: upstream calls per second; 0: unlimited"},
     {Q(max_result_size), .name = "max_result_size", SIZE, .min = 0, .max = 64 * MIB, .def = "1m", .doc = "push: bytes of an upstream answer kept as the result"},
+    {Q(forward_headers), .name = "forward_headers", STR, .check = ackd_config_check_header_names, .form = "header names separated by spaces or commas", .def = "accept accept-language user-agent", .doc = "push: client headers forwarded upstream (besides Content-Type and ackd's own)"},
     {Q(callback_url), .name = "callback_url", STR, URL, .doc = "default webhook URL for this queue's tasks"},
 
     {RT(queue), .name = "queue", STR, .check = ackd_config_check_queue_name, .form = "a queue name (1..64 of A-Za-z0-9_.-)", .doc = "queue the route's requests become tasks of (required)"},
