@@ -1,6 +1,7 @@
 /* api.c - assembles the route tables of every resource into one router. */
 #include "api/api.h"
 #include "api/common.h"
+#include "base/alloc.h"
 
 int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 {
@@ -9,6 +10,8 @@ int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
         rc = ackd_router_add_table(router, tables[i], api);
+    if (rc == 0)
+        rc = ackd_api_register_routes(router, api);
     ackd_router_set_authorize(router, api_authorize, api);
     if (rc == 0 && api->cfg->server.debug_endpoints) {
         api->debug = ackd_debug_start();
@@ -19,6 +22,8 @@ int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 
 void ackd_api_stop(ackd_api_t *api)
 {
+    ackd_free(api->route_ctxs);
+    api->route_ctxs = NULL;
     if (api->debug) {
         ackd_debug_stop(api->debug);
         api->debug = NULL;

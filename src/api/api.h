@@ -21,6 +21,7 @@ typedef struct {
     atomic_bool ready;        /* /readyz answers 200 once start-up is complete */
     atomic_bool draining;     /* set at shutdown: /readyz answers 503 */
     ackd_debug_t *debug;      /* test aids, only with [server] debug_endpoints */
+    void *route_ctxs;         /* one per configured route (routes.c) */
 } ackd_api_t;
 
 /* Registers the whole API. 0 or a negative ACKD_E* code. */

@@ -83,7 +83,9 @@ json_t *api_body_object(ackd_http_req_t *req, int allow_empty)
         return NULL;
     }
     json_error_t e;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+    /* any JSON value parses: a well-formed scalar or array is then a 422 for
+     * not being an object, not a 400 for being malformed */
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
     if (!j) {
         json_t *extra = json_pack("{s:i, s:i}", "line", e.line, "column", e.column);
         ackd_http_respond_problem(req, 400, "malformed-json", "Malformed JSON", extra,
@@ -234,7 +236,8 @@ json_t *api_attempts_doc(const ackd_attempt_t *a, int n)
 ackd_http_response_t *api_json_response(int status, json_t *body)
 {
     ackd_http_response_t *r = ackd_http_response_new(status, "application/json");
-    char *text = json_dumps(body, JSON_COMPACT);
+    /* ENCODE_ANY: a body may be any JSON value (a worker's result "ok", null) */
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
     ackd_http_response_body(r, text, strlen(text));
     free(text);
     json_decref(body);
@@ -249,7 +252,8 @@ ackd_http_response_t *api_problem_response(int status, const char *type, const c
     json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", t, "title", title, "status", status,
                           "detail", detail ? detail : "");
     if (extra) {
-        json_object_update(p, extra);
+        /* extra members never replace type, title, status or detail */
+        json_object_update_missing(p, extra);
         json_decref(extra);
     }
     ackd_http_response_t *r = ackd_http_response_new(status, "application/problem+json");

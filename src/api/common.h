@@ -54,6 +54,18 @@ void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r);
 /* Defers req and runs op; a client leaving abandons a waiting op. */
 void api_start(ackd_http_req_t *req, ackd_tq_op_t *op);
 
+/* routes.c: the body of a request or answer as documents show it (JSON,
+ * text, or base64 with body_encoding set on container). */
+json_t *api_body_value(const char *content_type, const char *body, size_t len, json_t *container);
+/* An upstream answer stored as {status, content_type, headers, body}, as a
+ * response again, with Task-Id. Any thread. */
+ackd_http_response_t *api_replay_result(const char *result_text, const char *task_id);
+/* 1 when a stored result is an HTTP answer (route tasks, pushed tasks). */
+int api_result_is_answer(const char *result_text);
+/* Normalizes a worker's {status, headers, body} into the stored form. */
+json_t *api_answer_from_worker(json_t *response);
+int ackd_api_register_routes(ackd_router_t *router, ackd_api_t *api);
+
 extern const ackd_route_t ackd_api_tasks_routes[];
 extern const ackd_route_t ackd_api_workers_routes[];
 extern const ackd_route_t ackd_api_queues_routes[];

@@ -333,6 +333,10 @@ static void on_result_ready(ackd_tq_op_t *op)
         return;
     }
     const ackd_task_t *t = &op->task;
+    if (t->state == ACKD_TASK_FAILED && t->result && api_result_is_answer(t->result)) {
+        api_finish(op, api_replay_result(t->result, t->id)); /* the final 4xx as given */
+        return;
+    }
     if (t->state != ACKD_TASK_COMPLETED) {
         int failed = ACKD_TASK_TERMINAL(t->state);
         char detail[128];
@@ -341,11 +345,16 @@ static void on_result_ready(ackd_tq_op_t *op)
         ackd_http_response_t *r = api_problem_response(
             409, failed ? "no-result" : "result-not-ready",
             failed ? "No result" : "Result not ready",
-            json_pack("{s:s, s:s}", "task_id", t->id, "status", ackd_task_state_name(t->state)),
+            json_pack("{s:s, s:s}", "task_id", t->id, "task_status",
+                      ackd_task_state_name(t->state)),
             detail);
         if (!failed)
             ackd_http_response_header(r, "Retry-After", "1");
         api_finish(op, r);
+        return;
+    }
+    if (api_result_is_answer(t->result)) {
+        api_finish(op, api_replay_result(t->result, t->id)); /* the original response */
         return;
     }
     json_t *res = api_json_text(t->result);

@@ -226,7 +226,9 @@ static void on_complete(ackd_http_req_t *req, void *data)
             api_bad_field(req, "response", "{status: 100..599, headers?, body?}");
             return;
         }
-        op->result = dump(v);
+        json_t *answer = api_answer_from_worker(v);
+        op->result = dump(answer);
+        json_decref(answer);
     } else {
         v = json_object_get(body, "result");
         op->result = dump(v ? v : json_null());

@@ -94,22 +94,53 @@ static void wake_if_due(ackd_store_op_t *s, const ackd_task_t *t, int64_t now)
 
 /* --- enqueue --- */
 
+static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c);
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* An earlier item of the same batch under the same idempotency key. */
+static const ackd_tq_item_t *earlier_twin(const ackd_tq_op_t *op, int i)
+{
+    const ackd_tq_item_t *it = &op->items[i];
+    for (int j = 0; j < i; j++) {
+        const ackd_tq_item_t *o = &op->items[j];
+        if (o->idem_scope && strcmp(o->idem_scope, it->idem_scope) == 0 &&
+            same_str(o->task.idem_key, it->task.idem_key) &&
+            same_str(o->task.tenant, it->task.tenant))
+            return o;
+    }
+    return NULL;
+}
+
 static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
-    /* idempotency first, so a mismatch writes nothing */
+    /* idempotency first, so a mismatch writes nothing; a key repeated inside
+     * one batch is judged against its first use there, as if sent earlier */
     for (int i = 0; i < op->nitems; i++) {
         ackd_tq_item_t *it = &op->items[i];
         if (!it->idem_scope)
             continue;
         ackd_idem_t prev = {0};
+        bool twin_is_new = false;
         int rc = b->idem_get(c, it->task.tenant, it->idem_scope, it->task.idem_key, &prev);
-        if (rc == ACKD_ENOENT || (rc == 0 && prev.expires_at <= s->now))
-            continue;
-        if (rc)
+        if (rc && rc != ACKD_ENOENT)
             return rc;
+        if (rc == ACKD_ENOENT || prev.expires_at <= s->now) {
+            const ackd_tq_item_t *twin = earlier_twin(op, i);
+            if (!twin)
+                continue;
+            memcpy(prev.fingerprint, twin->fingerprint, sizeof prev.fingerprint);
+            snprintf(prev.task_id, sizeof prev.task_id, "%s", twin->task.id);
+            twin_is_new = !twin->replayed;
+        }
         if (strcmp(prev.fingerprint, it->fingerprint) != 0) {
-            snprintf(op->conflict_id, sizeof op->conflict_id, "%s", prev.task_id);
+            /* a twin that is new in this batch will not exist: name no task */
+            snprintf(op->conflict_id, sizeof op->conflict_id, "%s",
+                     twin_is_new ? "" : prev.task_id);
             snprintf(op->detail_buf, sizeof op->detail_buf,
                      "key '%.128s' was first used for another request (method, path or body "
                      "differ)",
@@ -141,6 +172,13 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
         } else if (!s->due_hint || it->task.due_at < s->due_hint) {
             s->due_hint = it->task.due_at;
         }
+    }
+    if (op->load_task && op->nitems == 1) {
+        /* from now on this op is a (long-polling) read of its task: a wake-up
+         * of the watch re-runs the read, not the insert */
+        memcpy(op->id, op->items[0].task.id, ACKD_ID_MAX);
+        s->apply = apply_get;
+        return apply_get(s, b, c);
     }
     return 0;
 }
@@ -285,6 +323,10 @@ static int apply_fail(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_st
         return rc > 0 ? 0 : rc;
     if (!lease_holds(op, s->now))
         return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+    if (op->result) {
+        ackd_free(op->task.result);
+        op->task.result = ackd_strdup(op->result);
+    }
     return retry_or_fail(op, b, c, op->retry, "failed");
 }
 

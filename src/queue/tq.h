@@ -27,7 +27,8 @@ typedef struct ackd_tq_op ackd_tq_op_t;
 typedef void (*ackd_tq_cb)(ackd_tq_op_t *op);
 
 typedef enum {
-    ACKD_TQ_ENQUEUE,   /* items -> inserted (or replayed) */
+    ACKD_TQ_ENQUEUE,   /* items -> inserted (or replayed); with load_task, one item is
+                        * then read back into task, and with wait_until waited on */
     ACKD_TQ_CLAIM,     /* queue, max, lease_ms, wait_until -> tasks */
     ACKD_TQ_HEARTBEAT, /* id, lease_id, lease_ms, progress -> task */
     ACKD_TQ_COMPLETE,  /* id, lease_id, result -> task */
@@ -72,13 +73,16 @@ struct ackd_tq_op {
     int64_t wait_until;        /* claim and get: wait until then (ms since epoch) */
     int progress_pct;          /* -1: not reported */
     char *progress_msg;        /* owned */
-    char *result;              /* owned JSON */
+    char *result;              /* owned JSON; fail: the upstream's answer, kept on the task */
     char *error;               /* owned JSON */
     bool retry;
     int64_t retry_after_ms;
     ackd_task_filter_t filter; /* list: point its strings at queue and cursor below */
     char cursor[ACKD_ID_MAX];
     bool with_attempts;
+    bool load_task;            /* enqueue: read the (new or replayed) task back into task */
+    int flags;                 /* the caller's scratch (e.g. which Prefer applied) */
+    int64_t applied_wait_ms;   /* the caller's scratch */
 
     /* enqueue */
     ackd_tq_item_t *items;

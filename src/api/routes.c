@@ -1,0 +1,455 @@
+/* routes.c - the proxy face (SPEC §2): a configured `[route METHOD /path]`
+ * turns the client's request into a task of its queue and answers, by the
+ * route's mode and the client's Prefer header, either with the upstream's
+ * own answer (when the task finishes inside the wait) or with 202 and a
+ * status URL (or 504 for a sync route whose wait ran out).
+ *
+ *   mode   no Prefer            respond-async            wait=N
+ *   sync   wait sync_timeout    202 if allow_async       wait min(N, sync_timeout)
+ *   async  202 at once          202 at once              wait min(N, max_wait), else 202
+ *   auto   wait `wait`          202 at once              wait min(N, max_wait), else 202
+ *
+ * The request is persisted before anything is answered: a client that times
+ * out or leaves can still read the result. An Idempotency-Key maps to one
+ * task; a repeat while it runs waits on the same task, a repeat after it
+ * finished gets the stored answer again. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+#include "api/common.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "queue/fingerprint.h"
+
+enum {
+    F_SYNC = 1,           /* a wait that runs out is a 504, not a 202 */
+    F_APPLIED_ASYNC = 2,  /* Preference-Applied: respond-async */
+    F_APPLIED_WAIT = 4,   /* Preference-Applied: wait=N */
+};
+
+typedef struct {
+    ackd_api_t *api;
+    const ackd_route_conf_t *route;
+    char scope[300];      /* idempotency scope: "route:POST /api/x" */
+} route_ctx_t;
+
+/* Request headers that are about this hop or about ackd, not the operation:
+ * they are neither stored with the task nor sent upstream. */
+static int is_private_header(const char *name)
+{
+    static const char *const names[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+        "upgrade", "host", "content-length", "expect", "authorization", "proxy-authorization",
+        "prefer", "idempotency-key", "callback-url", "x-request-id", "traceparent", "tracestate",
+        "cookie", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_json_type(const char *ct)
+{
+    if (!ct)
+        return 0;
+    size_t n = strcspn(ct, ";");
+    return (n >= 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+/* A body as the status document shows it: JSON when it is JSON, else text,
+ * else base64 (with body_encoding). */
+json_t *api_body_value(const char *ct, const char *body, size_t len, json_t *container)
+{
+    if (len == 0)
+        return json_null();
+    if (is_json_type(ct)) {
+        json_t *j = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+        if (j)
+            return j;
+    }
+    json_t *s = json_stringn(body, len); /* NULL unless valid UTF-8 */
+    if (s)
+        return s;
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = ackd_malloc((len + 2) / 3 * 4 + 1), *o = out;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)body[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)(unsigned char)body[i + 1] << 8;
+        if (i + 2 < len)
+            v |= (unsigned char)body[i + 2];
+        *o++ = b64[v >> 18];
+        *o++ = b64[(v >> 12) & 63];
+        *o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < len ? b64[v & 63] : '=';
+    }
+    *o = '\0';
+    json_t *r = json_string(out);
+    ackd_free(out);
+    json_object_set_new(container, "body_encoding", json_string("base64"));
+    return r;
+}
+
+static char *request_json(ackd_http_req_t *req)
+{
+    json_t *headers = json_object();
+    const char *name, *value;
+    for (size_t i = 0; ackd_http_req_header_at(req, i, &name, &value) == 0; i++) {
+        if (is_private_header(name))
+            continue;
+        char lower[256];
+        size_t n = strlen(name);
+        if (n >= sizeof lower)
+            continue;
+        for (size_t k = 0; k <= n; k++)
+            lower[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] + 32 : name[k]);
+        json_t *prev = json_object_get(headers, lower);
+        if (prev) {
+            /* repeated fields join with a comma (RFC 9110 §5.3) */
+            char *joined;
+            if (asprintf(&joined, "%s, %s", json_string_value(prev), value) >= 0) {
+                json_object_set_new(headers, lower, json_string(joined));
+                free(joined);
+            }
+        } else {
+            json_object_set_new(headers, lower, json_string(value));
+        }
+    }
+    size_t len;
+    const char *body = ackd_http_req_body(req, &len);
+    json_t *r = json_pack("{s:s, s:s, s:s, s:o}", "method", ackd_http_req_method(req), "path",
+                          ackd_http_req_path(req), "query", ackd_http_req_query(req), "headers",
+                          headers);
+    json_object_set_new(r, "body", api_body_value(ackd_http_req_header(req, "content-type"), body,
+                                                  len, r));
+    char *text = json_dumps(r, JSON_COMPACT);
+    char *copy = ackd_strdup(text);
+    free(text);
+    json_decref(r);
+    return copy;
+}
+
+/* --- Prefer (RFC 7240) --- */
+
+typedef struct {
+    int respond_async;
+    int64_t wait_ms;      /* -1: none */
+} prefer_t;
+
+static void parse_prefer(ackd_http_req_t *req, prefer_t *p)
+{
+    p->respond_async = 0;
+    p->wait_ms = -1;
+    const char *h = ackd_http_req_header(req, "prefer");
+    while (h && *h) {
+        while (*h == ' ' || *h == ',' || *h == '\t')
+            h++;
+        size_t n = strcspn(h, ",");
+        if (n >= 13 && strncasecmp(h, "respond-async", 13) == 0 &&
+            (n == 13 || h[13] == ' ' || h[13] == ';'))
+            p->respond_async = 1;
+        else if (n > 5 && strncasecmp(h, "wait=", 5) == 0) {
+            long long secs = 0;
+            int ok = 1;
+            for (size_t i = 5; i < n && h[i] != ';' && h[i] != ' '; i++) {
+                if (h[i] < '0' || h[i] > '9' || secs > 1000000) {
+                    ok = 0;
+                    break;
+                }
+                secs = secs * 10 + (h[i] - '0');
+            }
+            if (ok)
+                p->wait_ms = secs * 1000;
+        }
+        h += n;
+    }
+}
+
+/* Decides how long to wait and what a wait that runs out means. */
+static int64_t plan_wait(const ackd_route_conf_t *r, const prefer_t *p, int *flags)
+{
+    *flags = 0;
+    int64_t w;
+    switch (r->mode) {
+    case ACKD_MODE_SYNC:
+        if (p->respond_async && r->allow_async) {
+            *flags |= F_APPLIED_ASYNC;
+            if (p->wait_ms < 0)
+                return 0;
+            *flags |= F_APPLIED_WAIT;
+            return p->wait_ms < r->max_wait_ms ? p->wait_ms : r->max_wait_ms;
+        }
+        *flags |= F_SYNC;
+        if (p->wait_ms >= 0) {
+            *flags |= F_APPLIED_WAIT;
+            return p->wait_ms < r->sync_timeout_ms ? p->wait_ms : r->sync_timeout_ms;
+        }
+        return r->sync_timeout_ms;
+    case ACKD_MODE_ASYNC:
+    case ACKD_MODE_AUTO:
+    default:
+        if (p->wait_ms >= 0) {
+            *flags |= F_APPLIED_WAIT | (p->respond_async ? F_APPLIED_ASYNC : 0);
+            return p->wait_ms < r->max_wait_ms ? p->wait_ms : r->max_wait_ms;
+        }
+        if (p->respond_async) {
+            *flags |= F_APPLIED_ASYNC;
+            return 0;
+        }
+        if (r->mode == ACKD_MODE_ASYNC)
+            return 0;
+        w = r->wait_ms;
+        return w;
+    }
+}
+
+/* --- answering --- */
+
+static void preference_headers(ackd_http_response_t *r, const ackd_tq_op_t *op, int waited)
+{
+    char pa[64] = "";
+    if ((op->flags & F_APPLIED_ASYNC) && !waited)
+        snprintf(pa, sizeof pa, "respond-async");
+    if (op->flags & F_APPLIED_WAIT) {
+        size_t n = strlen(pa);
+        snprintf(pa + n, sizeof pa - n, "%swait=%lld", n ? ", " : "",
+                 (long long)(op->applied_wait_ms / 1000));
+    }
+    if (pa[0])
+        ackd_http_response_header(r, "Preference-Applied", pa);
+    ackd_http_response_header(r, "Vary", "Prefer");
+}
+
+/* Decodes base64 into out (at least n bytes); returns the length or -1. */
+static int decode_base64(const char *in, size_t n, unsigned char *out)
+{
+    if (n % 4 != 0 || n > INT32_MAX)
+        return -1;
+    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (len < 0)
+        return -1;
+    for (size_t i = n; i > 0 && in[i - 1] == '='; i--)
+        len--; /* EVP_DecodeBlock counts padding as zero bytes */
+    return len;
+}
+
+/* Replays a stored upstream answer {status, content_type, headers, body}. */
+ackd_http_response_t *api_replay_result(const char *result_text, const char *task_id)
+{
+    json_t *res = api_json_text(result_text);
+    json_t *st = json_object_get(res, "status");
+    int status = json_is_integer(st) ? (int)json_integer_value(st) : 200;
+    const char *ct = json_string_value(json_object_get(res, "content_type"));
+    json_t *body = json_object_get(res, "body");
+    const char *enc = json_string_value(json_object_get(res, "body_encoding"));
+    ackd_http_response_t *r = ackd_http_response_new(status, ct);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(res, "headers"), k, v)
+    {
+        if (json_is_string(v) && strcasecmp(k, "content-type") != 0 &&
+            strcasecmp(k, "content-length") != 0 && strcasecmp(k, "transfer-encoding") != 0 &&
+            strcasecmp(k, "connection") != 0)
+            ackd_http_response_header(r, k, json_string_value(v));
+    }
+    if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
+        size_t n = json_string_length(body);
+        unsigned char *out = ackd_malloc(n + 1);
+        int len = decode_base64(json_string_value(body), n, out);
+        ackd_http_response_body(r, out, len > 0 ? (size_t)len : 0);
+        ackd_free(out);
+    } else if (json_is_string(body)) {
+        ackd_http_response_body(r, json_string_value(body), json_string_length(body));
+    } else if (body && !json_is_null(body)) {
+        char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+        ackd_http_response_body(r, text, strlen(text));
+        free(text);
+    }
+    ackd_http_response_header(r, "Task-Id", task_id);
+    json_decref(res);
+    return r;
+}
+
+static ackd_http_response_t *accepted(const ackd_task_t *t)
+{
+    char url[96];
+    snprintf(url, sizeof url, "/v1/tasks/%s", t->id);
+    ackd_http_response_t *r = api_json_response(
+        202, json_pack("{s:s, s:s, s:s}", "task_id", t->id, "status", "accepted", "status_url", url));
+    ackd_http_response_header(r, "Location", url);
+    ackd_http_response_header(r, "Retry-After", "1");
+    ackd_http_response_header(r, "Task-Id", t->id);
+    return r;
+}
+
+static void on_route_done(ackd_tq_op_t *op)
+{
+    if (op->status == ACKD_ECONFLICT && op->conflict_id[0]) {
+        api_finish(op, api_problem_response(422, "idempotency-mismatch",
+                                            "Idempotency key reused with a different request",
+                                            json_pack("{s:s}", "task_id", op->conflict_id),
+                                            op->detail));
+        return;
+    }
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    const ackd_task_t *t = &op->task;
+    int replayed = op->nitems == 1 && op->items[0].replayed;
+    char url[96];
+    snprintf(url, sizeof url, "/v1/tasks/%s", t->id);
+    ackd_http_response_t *r;
+    int waited = 0;
+    if (ACKD_TASK_TERMINAL(t->state) && t->result) {
+        r = api_replay_result(t->result, t->id); /* the backend's own answer */
+        waited = 1;
+    } else if (ACKD_TASK_TERMINAL(t->state)) {
+        json_t *extra = json_pack("{s:s, s:s, s:s, s:o}", "task_id", t->id, "status_url", url,
+                                  "task_status", ackd_task_state_name(t->state), "error",
+                                  api_json_text(t->error));
+        r = api_problem_response(502, "task-failed", "The task failed", extra,
+                                 "the operation did not succeed; see the task's error");
+        ackd_http_response_header(r, "Task-Id", t->id);
+        waited = 1;
+    } else if (op->flags & F_SYNC) {
+        json_t *extra = json_pack("{s:s, s:s}", "task_id", t->id, "status_url", url);
+        r = api_problem_response(504, "sync-timeout", "The answer did not come in time", extra,
+                                 "the task is still running; its result will be at status_url");
+        ackd_http_response_header(r, "Location", url);
+        ackd_http_response_header(r, "Task-Id", t->id);
+    } else {
+        r = accepted(t);
+    }
+    preference_headers(r, op, waited);
+    if (replayed)
+        ackd_http_response_header(r, "Idempotent-Replayed", "true");
+    ACKD_LOG(ACKD_LOG_INFO, "route answered", LOG_STR("task_id", t->id),
+             LOG_STR("queue", t->queue), LOG_STR("status", ackd_task_state_name(t->state)),
+             LOG_STR("correlation_id", t->correlation_id), LOG_INT("replayed", replayed));
+    api_finish(op, r);
+}
+
+static int is_http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+static void on_route(ackd_http_req_t *req, void *data)
+{
+    route_ctx_t *ctx = data;
+    ackd_api_t *api = ctx->api;
+    const ackd_route_conf_t *route = ctx->route;
+    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, route->queue);
+    const char *key = ackd_http_req_header(req, "idempotency-key");
+    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
+        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
+                                  "Idempotency-Key must be 1..255 characters");
+        return;
+    }
+    const char *cb = ackd_http_req_header(req, "callback-url");
+    if (cb && (!is_http_url(cb) || strlen(cb) > 2048)) {
+        ackd_http_respond_problem(req, 400, "bad-callback-url", "Bad Callback-URL", NULL,
+                                  "Callback-URL must be an http:// or https:// URL");
+        return;
+    }
+    prefer_t prefer;
+    parse_prefer(req, &prefer);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_route_done, NULL);
+    int64_t now = ackd_now_ms();
+    int64_t wait = plan_wait(route, &prefer, &op->flags);
+    op->applied_wait_ms = prefer.wait_ms;
+    op->load_task = true;
+    if (wait > 0)
+        op->wait_until = now + wait;
+    op->items = ackd_calloc(1, sizeof *op->items);
+    op->nitems = 1;
+    ackd_tq_item_t *it = &op->items[0];
+    ackd_task_t *t = &it->task;
+    ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
+    t->request = request_json(req);
+    t->correlation_id = ackd_strdup(ackd_http_req_id(req));
+    const char *tp = ackd_http_req_header(req, "traceparent");
+    if (tp && strlen(tp) < 128)
+        t->traceparent = ackd_strdup(tp);
+    const char *callback = cb ? cb : route->callback_url;
+    if (callback) {
+        ackd_free(t->callback_url);
+        t->callback_url = ackd_strdup(callback);
+    }
+    if (key) {
+        size_t len;
+        const char *body = ackd_http_req_body(req, &len);
+        it->idem_scope = ackd_strdup(ctx->scope);
+        t->idem_key = ackd_strdup(key);
+        ackd_fingerprint(ackd_http_req_method(req), ackd_http_req_path(req), body, len,
+                         it->fingerprint);
+    }
+    api_start(req, op);
+}
+
+/* One handler per configured route; contexts live as long as the API. */
+int ackd_api_register_routes(ackd_router_t *router, ackd_api_t *api)
+{
+    const ackd_config_t *cfg = api->cfg;
+    if (cfg->nroutes == 0)
+        return 0;
+    route_ctx_t *ctxs = ackd_calloc(cfg->nroutes, sizeof *ctxs);
+    api->route_ctxs = ctxs;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const ackd_route_conf_t *r = &cfg->routes[i];
+        ctxs[i].api = api;
+        ctxs[i].route = r;
+        snprintf(ctxs[i].scope, sizeof ctxs[i].scope, "route:%s %s", r->method, r->path);
+        ackd_route_t entry = {.method = r->method, .pattern = r->path, .handler = on_route,
+                              .role = ACKD_ROLE_CLIENT};
+        int rc = ackd_router_add(router, &entry, &ctxs[i]);
+        if (rc) {
+            ACKD_LOG(ACKD_LOG_ERROR, "route clashes with the API", LOG_STR("method", r->method),
+                     LOG_STR("path", r->path));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int api_result_is_answer(const char *result_text)
+{
+    json_t *res = api_json_text(result_text);
+    int yes = json_is_object(res) && json_is_integer(json_object_get(res, "status")) &&
+              json_object_get(res, "content_type") != NULL;
+    json_decref(res);
+    return yes;
+}
+
+json_t *api_answer_from_worker(json_t *response)
+{
+    json_t *headers = json_object_get(response, "headers");
+    json_t *body = json_object_get(response, "body");
+    json_t *out = json_pack("{s:O}", "status", json_object_get(response, "status"));
+    const char *ct = NULL;
+    json_t *hdrs = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(headers, k, v)
+    {
+        if (!json_is_string(v))
+            continue;
+        if (strcasecmp(k, "content-type") == 0)
+            ct = json_string_value(v);
+        else
+            json_object_set(hdrs, k, v);
+    }
+    if (!ct && body && !json_is_null(body))
+        ct = json_is_string(body) ? "text/plain; charset=utf-8" : "application/json";
+    json_object_set_new(out, "content_type", ct ? json_string(ct) : json_null());
+    json_object_set_new(out, "headers", hdrs);
+    json_object_set(out, "body", body ? body : json_null());
+    return out;
+}
