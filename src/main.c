@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <curl/curl.h>
 #include <uv.h>
 
 #include "api/api.h"
 #include "base/log.h"
 #include "config/config.h"
+#include "dispatch/dispatch.h"
 #include "http/http.h"
 #include "http/router.h"
 
@@ -143,6 +145,11 @@ static int serve(const ackd_config_t *cfg)
         fprintf(stderr, "ackd: [storage] %s\n", err);
         return 1;
     }
+    ackd_dispatch_t *dispatch;
+    if (ackd_dispatch_start(&dispatch, cfg, tq) != 0) {
+        ackd_tq_close(tq);
+        return 1;
+    }
     daemon_t d = {0};
     ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
@@ -174,6 +181,7 @@ static int serve(const ackd_config_t *cfg)
     uv_run(&d.loop, UV_RUN_DEFAULT);
 
     ackd_api_stop(&api);
+    ackd_dispatch_stop(dispatch, cfg->server.shutdown_grace_ms);
     ackd_tq_close(tq);
     ackd_http_server_free(d.http);
     ackd_router_free(router);
@@ -246,6 +254,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;

@@ -17,10 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "api/common.h"
 #include "base/alloc.h"
+#include "base/base64.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -76,20 +75,7 @@ json_t *api_body_value(const char *ct, const char *body, size_t len, json_t *con
     json_t *s = json_stringn(body, len); /* NULL unless valid UTF-8 */
     if (s)
         return s;
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = ackd_malloc((len + 2) / 3 * 4 + 1), *o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)body[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)(unsigned char)body[i + 1] << 8;
-        if (i + 2 < len)
-            v |= (unsigned char)body[i + 2];
-        *o++ = b64[v >> 18];
-        *o++ = b64[(v >> 12) & 63];
-        *o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < len ? b64[v & 63] : '=';
-    }
-    *o = '\0';
+    char *out = ackd_base64_encode(body, len);
     json_t *r = json_string(out);
     ackd_free(out);
     json_object_set_new(container, "body_encoding", json_string("base64"));
@@ -226,19 +212,6 @@ static void preference_headers(ackd_http_response_t *r, const ackd_tq_op_t *op, 
     ackd_http_response_header(r, "Vary", "Prefer");
 }
 
-/* Decodes base64 into out (at least n bytes); returns the length or -1. */
-static int decode_base64(const char *in, size_t n, unsigned char *out)
-{
-    if (n % 4 != 0 || n > INT32_MAX)
-        return -1;
-    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
-    if (len < 0)
-        return -1;
-    for (size_t i = n; i > 0 && in[i - 1] == '='; i--)
-        len--; /* EVP_DecodeBlock counts padding as zero bytes */
-    return len;
-}
-
 /* Replays a stored upstream answer {status, content_type, headers, body}. */
 ackd_http_response_t *api_replay_result(const char *result_text, const char *task_id)
 {
@@ -259,10 +232,9 @@ ackd_http_response_t *api_replay_result(const char *result_text, const char *tas
             ackd_http_response_header(r, k, json_string_value(v));
     }
     if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
-        size_t n = json_string_length(body);
-        unsigned char *out = ackd_malloc(n + 1);
-        int len = decode_base64(json_string_value(body), n, out);
-        ackd_http_response_body(r, out, len > 0 ? (size_t)len : 0);
+        size_t len = 0;
+        void *out = ackd_base64_decode(json_string_value(body), json_string_length(body), &len);
+        ackd_http_response_body(r, out, out ? len : 0);
         ackd_free(out);
     } else if (json_is_string(body)) {
         ackd_http_response_body(r, json_string_value(body), json_string_length(body));

@@ -1,0 +1,474 @@
+/* dispatch.c - the push executor's thread: claims, limits, libcurl on libuv.
+ *
+ * Loop phases of the dispatcher's thread:
+ *   inbox   claims answered by the store (on_inbox, woken by uv_async_send)
+ *   curl    socket readiness and curl's timer drive transfers (on_poll, on_curl_timer)
+ *   done    finished transfers become complete/fail operations (check_done)
+ *   rate    a queue out of tokens waits for the next one (on_rate_timer)
+ * Everything here but post_claim (a store thread) runs on that thread. */
+#include "dispatch/dispatch.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <string.h>
+#include <uv.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "dispatch/upstream.h"
+
+#define MAX_CLAIM 100
+#define MAX_INFLIGHT_UNLIMITED 10000 /* "unlimited" still bounds memory */
+#define CLAIM_WAIT_MS 30000
+#define LEASE_MARGIN_MS 10000
+
+typedef struct qstate {
+    struct ackd_dispatch *d;
+    const ackd_queue_conf_t *conf;
+    int inflight;
+    bool claiming;
+    ackd_tq_op_t *claim;          /* the parked claim, to take back at stop */
+    double tokens;                /* rate: calls that may start now */
+    uint64_t refilled_ms;
+    uv_timer_t rate_timer;
+} qstate_t;
+
+typedef struct sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct ackd_dispatch *d;
+} sock_t;
+
+struct ackd_dispatch {
+    const ackd_config_t *cfg;
+    ackd_tq_t *tq;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_timer_t curl_timer;
+    uv_timer_t grace_timer;
+    CURLM *multi;
+    qstate_t *queues;
+    int nqueues;
+    int inflight;
+    /* the inbox, shared with store threads */
+    pthread_mutex_t lock;
+    ackd_tq_op_t **inbox;
+    int ninbox, capinbox;
+    bool closed;                  /* under lock: the thread is gone */
+    bool stop_requested;          /* under lock */
+    int64_t grace_ms;
+    bool stopping;                /* loop thread: no new claims */
+    bool closing;                 /* loop thread: handles are closing */
+    ackd_call_t *calls;           /* in flight */
+};
+
+static void maybe_claim(qstate_t *q);
+static void begin_stop(struct ackd_dispatch *d);
+static void on_grace_over(uv_timer_t *t);
+static void on_sock_closed(uv_handle_t *h);
+
+/* --- finishing a call --- */
+
+static void on_result_recorded(ackd_tq_op_t *op)
+{
+    if (op->status)
+        ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded", LOG_STR("task_id", op->id),
+                 LOG_STR("detail", op->detail));
+    ackd_tq_op_free(op);
+}
+
+static void record(struct ackd_dispatch *d, ackd_call_t *call, ackd_outcome_t *o)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, o->kind, on_result_recorded, NULL);
+    memcpy(op->id, call->task.id, ACKD_ID_MAX);
+    memcpy(op->lease_id, call->task.lease_id, ACKD_ID_MAX);
+    op->result = o->result;
+    op->error = o->error;
+    op->retry = o->retry;
+    op->retry_after_ms = o->retry_after_ms;
+    o->result = o->error = NULL; /* the op owns them now */
+    ackd_tq_run(op);
+}
+
+static void call_done(struct ackd_dispatch *d, ackd_call_t *call, CURLcode rc)
+{
+    qstate_t *q = call->owner;
+    ackd_outcome_t o;
+    ackd_call_outcome(call, rc, &o);
+    ACKD_LOG(o.kind == ACKD_TQ_COMPLETE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "upstream call",
+             LOG_STR("task_id", call->task.id), LOG_STR("queue", q->conf->name),
+             LOG_INT("attempt", call->task.attempts), LOG_INT("status", o.http_status),
+             LOG_STR("error", rc != CURLE_OK ? curl_easy_strerror(rc) : NULL),
+             LOG_INT("retry", o.retry),
+             LOG_DBL("duration_ms", (double)(ackd_mono_us() - call->started_us) / 1000.0),
+             LOG_STR("correlation_id", call->task.correlation_id));
+    record(d, call, &o);
+    ackd_free(o.result);
+    ackd_free(o.error);
+    curl_multi_remove_handle(d->multi, call->easy);
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        d->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    ackd_call_free(call);
+    q->inflight--;
+    d->inflight--;
+    if (d->stopping) {
+        if (d->inflight == 0)
+            begin_stop(d);
+        return;
+    }
+    maybe_claim(q);
+}
+
+static void check_done(struct ackd_dispatch *d)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(d->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        ackd_call_t *call;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        call_done(d, call, m->data.result);
+    }
+}
+
+/* --- libcurl on libuv (curl's multi-uv pattern) --- */
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    sock_t *s = h->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(s->d->multi, s->fd, flags, &running);
+    check_done(s->d);
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    ackd_free(h->data);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)e;
+    struct ackd_dispatch *d = userp;
+    sock_t *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+            curl_multi_assign(d->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = ACKD_NEW(sock_t);
+        s->fd = fd;
+        s->d = d;
+        uv_poll_init_socket(&d->loop, &s->poll, fd);
+        s->poll.data = s;
+        curl_multi_assign(d->multi, fd, s);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+    struct ackd_dispatch *d = t->data;
+    int running;
+    curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(d);
+}
+
+static int on_timer_change(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    struct ackd_dispatch *d = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&d->curl_timer);
+    else
+        uv_timer_start(&d->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* --- starting calls --- */
+
+static void start_call(qstate_t *q, ackd_task_t *task)
+{
+    struct ackd_dispatch *d = q->d;
+    ackd_call_t *call = ACKD_NEW(ackd_call_t);
+    call->task = *task; /* moved: the claim op no longer owns its strings */
+    memset(task, 0, sizeof *task);
+    call->conf = q->conf;
+    call->owner = q;
+    call->started_us = ackd_mono_us();
+    const char *why = NULL;
+    if (ackd_call_prepare(call, &why) != 0) {
+        ACKD_LOG(ACKD_LOG_ERROR, "task cannot be sent upstream", LOG_STR("task_id", call->task.id),
+                 LOG_STR("detail", why));
+        ackd_outcome_t o = {.kind = ACKD_TQ_FAIL, .retry = false};
+        json_t *err = json_pack("{s:s, s:n}", "message", why, "status");
+        char *text = json_dumps(err, JSON_COMPACT);
+        o.error = ackd_strdup(text);
+        free(text);
+        json_decref(err);
+        record(d, call, &o);
+        ackd_free(o.error);
+        ackd_call_free(call);
+        return;
+    }
+    q->inflight++;
+    d->inflight++;
+    call->next = d->calls;
+    if (d->calls)
+        d->calls->prev = call;
+    d->calls = call;
+    curl_multi_add_handle(d->multi, call->easy);
+}
+
+static void on_rate_timer(uv_timer_t *t)
+{
+    maybe_claim(t->data);
+}
+
+/* Tokens for the rate limit: refilled continuously, at most one second's worth. */
+static int rate_allows(qstate_t *q)
+{
+    double rate = q->conf->rate;
+    if (rate <= 0)
+        return MAX_CLAIM;
+    uint64_t now = uv_now(&q->d->loop);
+    double burst = rate < 1 ? 1 : rate;
+    q->tokens += (double)(now - q->refilled_ms) * rate / 1000.0;
+    if (q->tokens > burst)
+        q->tokens = burst;
+    q->refilled_ms = now;
+    if (q->tokens >= 1)
+        return (int)q->tokens;
+    uint64_t wait = (uint64_t)((1.0 - q->tokens) * 1000.0 / rate) + 1;
+    uv_timer_start(&q->rate_timer, on_rate_timer, wait, 0);
+    return 0;
+}
+
+static void on_claimed(ackd_tq_op_t *op);
+
+static void maybe_claim(qstate_t *q)
+{
+    struct ackd_dispatch *d = q->d;
+    if (d->stopping || q->claiming)
+        return;
+    int limit = q->conf->concurrency > 0 ? q->conf->concurrency : MAX_INFLIGHT_UNLIMITED;
+    int slots = limit - q->inflight;
+    if (slots <= 0)
+        return; /* a finishing call claims again */
+    int tokens = rate_allows(q);
+    if (tokens <= 0)
+        return; /* the rate timer claims again */
+    int n = slots < tokens ? slots : tokens;
+    if (n > MAX_CLAIM)
+        n = MAX_CLAIM;
+    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, ACKD_TQ_CLAIM, on_claimed, q);
+    op->queue = ackd_strdup(q->conf->name);
+    op->max = n;
+    op->lease_ms = q->conf->connect_timeout_ms + q->conf->attempt_timeout_ms + LEASE_MARGIN_MS;
+    op->wait_until = ackd_now_ms() + CLAIM_WAIT_MS;
+    q->claiming = true;
+    q->claim = op;
+    ackd_tq_run(op);
+}
+
+/* --- the inbox --- */
+
+/* Store thread: a claim finished. */
+static void on_claimed(ackd_tq_op_t *op)
+{
+    qstate_t *q = op->data;
+    struct ackd_dispatch *d = q->d;
+    pthread_mutex_lock(&d->lock);
+    if (d->closed) {
+        pthread_mutex_unlock(&d->lock);
+        ackd_tq_op_free(op); /* leased tasks come back when their leases expire */
+        return;
+    }
+    if (d->ninbox == d->capinbox) {
+        d->capinbox = d->capinbox ? d->capinbox * 2 : 16;
+        d->inbox = ackd_realloc(d->inbox, (size_t)d->capinbox * sizeof *d->inbox);
+    }
+    d->inbox[d->ninbox++] = op;
+    pthread_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    struct ackd_dispatch *d = a->data;
+    pthread_mutex_lock(&d->lock);
+    ackd_tq_op_t **ops = d->inbox;
+    int n = d->ninbox;
+    d->inbox = NULL;
+    d->ninbox = d->capinbox = 0;
+    bool stop = d->stop_requested;
+    pthread_mutex_unlock(&d->lock);
+    for (int i = 0; i < n; i++) {
+        ackd_tq_op_t *op = ops[i];
+        qstate_t *q = op->data;
+        q->claiming = false;
+        q->claim = NULL;
+        if (op->status == 0) {
+            for (int k = 0; k < op->ntasks; k++) {
+                if (q->conf->rate > 0)
+                    q->tokens -= 1;
+                start_call(q, &op->tasks[k]);
+            }
+        }
+        ackd_tq_op_free(op);
+        maybe_claim(q);
+    }
+    ackd_free(ops);
+    if (stop && !d->stopping) {
+        d->stopping = true;
+        for (int i = 0; i < d->nqueues; i++) {
+            qstate_t *q = &d->queues[i];
+            if (q->claiming && ackd_tq_abandon(q->claim)) {
+                q->claiming = false;
+                q->claim = NULL;
+            }
+        }
+        if (d->inflight == 0)
+            begin_stop(d);
+        else
+            uv_timer_start(&d->grace_timer, on_grace_over, (uint64_t)d->grace_ms, 0);
+    }
+}
+
+/* --- stopping --- */
+
+static void on_grace_over(uv_timer_t *t)
+{
+    begin_stop(t->data);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, h->type == UV_POLL ? on_sock_closed : NULL);
+}
+
+/* Calls still running are abandoned (their leases expire and the tasks run
+ * again); then every handle of the loop is closed, so uv_run returns. */
+static void begin_stop(struct ackd_dispatch *d)
+{
+    if (d->closing)
+        return;
+    d->closing = true;
+    for (ackd_call_t *c = d->calls; c;) {
+        ackd_call_t *next = c->next;
+        ACKD_LOG(ACKD_LOG_WARN, "upstream call abandoned at shutdown", LOG_STR("task_id", c->task.id));
+        curl_multi_remove_handle(d->multi, c->easy);
+        ackd_call_free(c);
+        c = next;
+    }
+    d->calls = NULL;
+    pthread_mutex_lock(&d->lock);
+    d->closed = true; /* store threads free their claims themselves from now on */
+    ackd_tq_op_t **ops = d->inbox;
+    int n = d->ninbox;
+    d->inbox = NULL;
+    d->ninbox = d->capinbox = 0;
+    pthread_mutex_unlock(&d->lock);
+    for (int i = 0; i < n; i++)
+        ackd_tq_op_free(ops[i]);
+    ackd_free(ops);
+    curl_multi_cleanup(d->multi);
+    d->multi = NULL;
+    uv_walk(&d->loop, close_handle, NULL);
+}
+
+static void thread_main(void *arg)
+{
+    struct ackd_dispatch *d = arg;
+    for (int i = 0; i < d->nqueues; i++)
+        maybe_claim(&d->queues[i]);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+}
+
+int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq_t *tq)
+{
+    *out = NULL;
+    int n = 0;
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        n += cfg->queues[i].upstream != NULL;
+    if (n == 0)
+        return 0;
+    struct ackd_dispatch *d = ACKD_NEW(struct ackd_dispatch);
+    d->cfg = cfg;
+    d->tq = tq;
+    uv_loop_init(&d->loop);
+    uv_async_init(&d->loop, &d->async, on_inbox);
+    d->async.data = d;
+    uv_timer_init(&d->loop, &d->curl_timer);
+    d->curl_timer.data = d;
+    uv_timer_init(&d->loop, &d->grace_timer);
+    d->grace_timer.data = d;
+    pthread_mutex_init(&d->lock, NULL);
+    d->multi = curl_multi_init();
+    curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
+    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+    d->queues = ackd_calloc((size_t)n, sizeof *d->queues);
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (!cfg->queues[i].upstream)
+            continue;
+        qstate_t *q = &d->queues[d->nqueues++];
+        q->d = d;
+        q->conf = &cfg->queues[i];
+        q->tokens = q->conf->rate > 0 ? (q->conf->rate < 1 ? 1 : q->conf->rate) : 0;
+        uv_timer_init(&d->loop, &q->rate_timer);
+        q->rate_timer.data = q;
+        q->refilled_ms = uv_now(&d->loop);
+    }
+    int rc = uv_thread_create(&d->thread, thread_main, d);
+    if (rc) {
+        ACKD_LOG(ACKD_LOG_ERROR, "cannot start the dispatcher", LOG_STR("error", uv_strerror(rc)));
+        return rc;
+    }
+    ACKD_LOG(ACKD_LOG_INFO, "dispatcher started", LOG_INT("queues", d->nqueues));
+    *out = d;
+    return 0;
+}
+
+void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stop_requested = true;
+    d->grace_ms = grace_ms;
+    pthread_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+    uv_thread_join(&d->thread);
+    uv_loop_close(&d->loop);
+    pthread_mutex_destroy(&d->lock);
+    ackd_free(d->queues);
+    ackd_free(d);
+}

@@ -1,0 +1,34 @@
+/* dispatch.h - push executor: tasks of queues with an `upstream` are sent to
+ * it as HTTP requests.
+ *
+ * The dispatcher is an internal worker with its own thread and libuv loop,
+ * which drives libcurl's multi interface (no thread per call; connections
+ * are kept alive and reused). For each upstream queue it keeps one claim
+ * parked in the store, sized by the queue's free concurrency and rate
+ * tokens: the commit that makes a task due hands it over at once; delayed
+ * and backing-off tasks arrive when the store's due timer fires.
+ *
+ * Outcome of a call: 2xx/3xx completes the task with the answer stored;
+ * connection errors, timeouts, 408, 425, 429 and 5xx fail the attempt for a
+ * retry with backoff (Retry-After honoured); other 4xx fail the task with the
+ * answer stored. Each call holds the task's lease (attempt timeout plus a
+ * margin), so if ackd dies mid-call the task comes back when it expires.
+ *
+ * Start and stop from the main thread. */
+#ifndef ACKD_DISPATCH_DISPATCH_H
+#define ACKD_DISPATCH_DISPATCH_H
+
+#include "config/config.h"
+#include "queue/tq.h"
+
+typedef struct ackd_dispatch ackd_dispatch_t;
+
+/* Starts the dispatcher thread when some queue has an upstream; *out is
+ * NULL (and 0 returned) when none does. */
+int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq_t *tq);
+/* Stops claiming, lets calls in flight finish for up to grace_ms, aborts the
+ * rest (their leases expire and the tasks run again), joins the thread.
+ * Call before closing the task queue. */
+void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms);
+
+#endif
