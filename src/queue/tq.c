@@ -215,7 +215,10 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
     char ids[MAX_CLAIM][ACKD_ID_MAX];
     int n = 0;
-    int rc = b->task_claimable(c, op->queue, s->now, op->max, ids, &n);
+    /* ids holds MAX_CLAIM: a larger max would overrun it (the API caps max
+     * at the same 100, other callers may not) */
+    int max = op->max < 1 ? 1 : op->max > MAX_CLAIM ? MAX_CLAIM : op->max;
+    int rc = b->task_claimable(c, op->queue, s->now, max, ids, &n);
     if (rc)
         return rc;
     if (n == 0) {

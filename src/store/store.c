@@ -398,6 +398,40 @@ static void serve_parked(ackd_store_t *s, int64_t now, bool all, const char **wo
     }
 }
 
+/* Claims of this batch that found nothing before a later operation of the
+ * same batch made their queue ready: they are not on the parked lists yet,
+ * so serve_parked cannot see them. They run again here, oldest first, in the
+ * same transaction; those still empty-handed stay in `reparks`. */
+static void serve_batch_reparks(ackd_store_t *s, int64_t now, bool all, const char **woke,
+                                int nwoke, ackd_store_op_t **finished, ackd_store_op_t **reparks)
+{
+    ackd_store_op_t *oldest = NULL;
+    while (*reparks) { /* the list was built newest first */
+        ackd_store_op_t *op = *reparks;
+        *reparks = op->next;
+        op->next = oldest;
+        oldest = op;
+    }
+    for (ackd_store_op_t *op = oldest, *next; op; op = next) {
+        next = op->next;
+        bool hit = all;
+        for (int k = 0; !hit && k < nwoke; k++)
+            hit = strcmp(woke[k], op->park_queue) == 0;
+        if (hit) {
+            reset_effects(op);
+            op->now = now;
+            op->rc = op->apply(op, s->b, s->wconn);
+        }
+        if (op->park_queue) {
+            op->next = *reparks;
+            *reparks = op;
+        } else {
+            op->next = *finished;
+            *finished = op;
+        }
+    }
+}
+
 static void run_read(ackd_store_t *s, ackd_store_op_t *op, ackd_store_conn_t *c)
 {
     op->now = ackd_now_ms();
@@ -556,8 +590,10 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
             finished = op;
         }
     }
-    if (rc == 0 && (woke_all || nwoke))
+    if (rc == 0 && (woke_all || nwoke)) {
         serve_parked(s, now, woke_all, woke, nwoke, &finished, &reparks);
+        serve_batch_reparks(s, now, woke_all, woke, nwoke, &finished, &reparks);
+    }
     for (ackd_store_op_t *op = finished; op; op = op->next) {
         note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
         for (int k = -1; k < op->nchanged_more; k++) {

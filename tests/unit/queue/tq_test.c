@@ -1,0 +1,1077 @@
+/* tq_test.c - tests src/queue/tq.c: SPEC §1's state machine against a real
+ * SQLite file with the real committer. Each test opens a task queue on a
+ * fresh temporary directory, runs operations with ackd_tq_run and waits for
+ * their callbacks (which run on a store thread) through a mutex and a
+ * condition variable. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/id.h"
+#include "base/log.h"
+#include "queue/fingerprint.h"
+#include "queue/tq.h"
+
+/* q: fast retries and two attempts; slow: retries a second apart. */
+#define CONF                                                                                       \
+    "[storage]\npath = %s\n"                                                                       \
+    "[queue q]\nmax_attempts = 2\nretry_base = 10ms\nretry_cap = 10ms\n"                            \
+    "[queue slow]\nmax_attempts = 3\nretry_base = 1s\nretry_cap = 1s\n"
+
+#define WAIT_MS 5000 /* longest wait for any callback before the test gives up */
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    ackd_config_t cfg;
+    ackd_tq_t *tq;
+    int saved_log_level;
+} fx_t;
+
+static int fx_open(fx_t *f)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ackd_tq_test_XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/ackd.db", f->dir);
+    char text[512], err[1024];
+    snprintf(text, sizeof text, CONF, f->path);
+    if (ackd_config_load_string(&f->cfg, "tq_test.conf", text, NULL, err, sizeof err) != 0) {
+        printf("    config: %s\n", err);
+        return -1;
+    }
+    f->saved_log_level = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF; /* lease expiry warns; keep the test output clean */
+    if (ackd_tq_open(&f->tq, &f->cfg, err, sizeof err) != 0) {
+        printf("    open: %s\n", err);
+        ackd_config_free(&f->cfg);
+        return -1;
+    }
+    return 0;
+}
+
+static void fx_close(fx_t *f)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+    ackd_tq_close(f->tq);
+    ackd_config_free(&f->cfg);
+    ackd_log_level = f->saved_log_level;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+}
+
+/* --- waiting for callbacks --- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ackd_tq_op_t *op; /* set by the callback */
+    int64_t done_us;  /* monotonic time of the callback */
+} waiter_t;
+
+static void on_done(ackd_tq_op_t *op)
+{
+    waiter_t *w = op->data;
+    pthread_mutex_lock(&w->mu);
+    w->op = op;
+    w->done_us = ackd_mono_us();
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Starts op; the returned waiter is freed by await. */
+static waiter_t *start(ackd_tq_op_t *op)
+{
+    waiter_t *w = ACKD_NEW(waiter_t);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    op->cb = on_done;
+    op->data = w;
+    ackd_tq_run(op);
+    return w;
+}
+
+/* The finished op (the caller frees it), or NULL if its callback did not come
+ * within WAIT_MS; then the waiter and the op are left to leak, since the
+ * callback may still come. *done_us gets the callback's time. */
+static ackd_tq_op_t *await_at(waiter_t *w, int64_t *done_us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&w->mu);
+    while (!w->op && pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0)
+        ;
+    ackd_tq_op_t *op = w->op;
+    pthread_mutex_unlock(&w->mu);
+    if (!op) {
+        printf("    no callback within %d ms\n", WAIT_MS);
+        return NULL;
+    }
+    if (done_us)
+        *done_us = w->done_us;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    ackd_free(w);
+    return op;
+}
+
+static ackd_tq_op_t *await(waiter_t *w)
+{
+    return await_at(w, NULL);
+}
+
+static ackd_tq_op_t *run(ackd_tq_op_t *op)
+{
+    return await(start(op));
+}
+
+static ackd_tq_op_t *new_op(fx_t *f, ackd_tq_kind_t kind)
+{
+    return ackd_tq_op_new(f->tq, kind, on_done, NULL);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* --- operations --- */
+
+/* An enqueue op of n tasks for tenant in queue (not started). */
+static ackd_tq_op_t *enqueue_op(fx_t *f, const char *tenant, const char *queue, int n)
+{
+    ackd_tq_op_t *op = new_op(f, ACKD_TQ_ENQUEUE);
+    op->items = ackd_calloc((size_t)n, sizeof *op->items);
+    op->nitems = n;
+    int64_t now = ackd_now_ms();
+    for (int i = 0; i < n; i++) {
+        ackd_tq_task_init(f->tq, &op->items[i].task, ackd_config_queue(&f->cfg, queue), tenant,
+                          now);
+        op->items[i].task.payload = ackd_strdup("{\"n\":1}");
+    }
+    return op;
+}
+
+/* Enqueues one task; its id into id. Returns the op's status, or 1 if its
+ * callback never came. */
+static int enqueue(fx_t *f, const char *tenant, const char *queue, char *id)
+{
+    ackd_tq_op_t *op = run(enqueue_op(f, tenant, queue, 1));
+    if (!op)
+        return 1;
+    int status = op->status;
+    snprintf(id, ACKD_ID_MAX, "%s", op->items[0].task.id);
+    ackd_tq_op_free(op);
+    return status;
+}
+
+static ackd_tq_op_t *claim_op(fx_t *f, const char *queue, int max, int64_t lease_ms,
+                              int64_t wait_ms)
+{
+    ackd_tq_op_t *op = new_op(f, ACKD_TQ_CLAIM);
+    op->queue = ackd_strdup(queue);
+    op->max = max;
+    op->lease_ms = lease_ms;
+    op->wait_until = wait_ms ? ackd_now_ms() + wait_ms : 0;
+    return op;
+}
+
+/* Claims one task of queue (waiting up to wait_ms); its id and lease into id
+ * and lease. Returns the number claimed, or -1 when the call failed. */
+static int claim1(fx_t *f, const char *queue, int64_t lease_ms, int64_t wait_ms, char *id,
+                  char *lease)
+{
+    ackd_tq_op_t *op = run(claim_op(f, queue, 1, lease_ms, wait_ms));
+    if (!op || op->status != 0)
+        return -1;
+    int n = op->ntasks;
+    if (n == 1) {
+        snprintf(id, ACKD_ID_MAX, "%s", op->tasks[0].id);
+        snprintf(lease, ACKD_ID_MAX, "%s", op->tasks[0].lease_id);
+    }
+    ackd_tq_op_free(op);
+    return n;
+}
+
+/* An op on task id, with a lease when lease is not NULL (not started). */
+static ackd_tq_op_t *task_op(fx_t *f, ackd_tq_kind_t kind, const char *id, const char *lease)
+{
+    ackd_tq_op_t *op = new_op(f, kind);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    if (lease)
+        snprintf(op->lease_id, sizeof op->lease_id, "%s", lease);
+    return op;
+}
+
+/* Runs op and returns its status (1: no callback); frees it. */
+static int status_of(ackd_tq_op_t *op)
+{
+    ackd_tq_op_t *done = run(op);
+    if (!done)
+        return 1;
+    int status = done->status;
+    ackd_tq_op_free(done);
+    return status;
+}
+
+static int complete(fx_t *f, const char *id, const char *lease, const char *result)
+{
+    ackd_tq_op_t *op = task_op(f, ACKD_TQ_COMPLETE, id, lease);
+    op->result = result ? ackd_strdup(result) : NULL;
+    return status_of(op);
+}
+
+static int fail(fx_t *f, const char *id, const char *lease, bool retry, int64_t retry_after_ms)
+{
+    ackd_tq_op_t *op = task_op(f, ACKD_TQ_FAIL, id, lease);
+    op->error = ackd_strdup("{\"message\":\"boom\",\"status\":null}");
+    op->retry = retry;
+    op->retry_after_ms = retry_after_ms;
+    return status_of(op);
+}
+
+/* Reads task id as tenant (NULL: any) with its attempts: the finished op, or
+ * NULL. */
+static ackd_tq_op_t *get_as(fx_t *f, const char *id, const char *tenant)
+{
+    ackd_tq_op_t *op = task_op(f, ACKD_TQ_GET, id, NULL);
+    op->tenant = tenant;
+    op->with_attempts = true;
+    return run(op);
+}
+
+static ackd_tq_op_t *get(fx_t *f, const char *id)
+{
+    return get_as(f, id, NULL);
+}
+
+/* The state of task id, or -100 when it cannot be read. */
+static int state_of(fx_t *f, const char *id)
+{
+    ackd_tq_op_t *op = get(f, id);
+    int state = op && op->status == 0 ? op->task.state : -100;
+    ackd_tq_op_free(op);
+    return state;
+}
+
+/* Counts of queue's tasks per state. */
+static ackd_queue_stats_t stats(fx_t *f, const char *queue)
+{
+    ackd_queue_stats_t st = {{-1, -1, -1, -1, -1}, -1};
+    ackd_tq_op_t *op = new_op(f, ACKD_TQ_STATS);
+    op->queue = ackd_strdup(queue);
+    if ((op = run(op))) {
+        st = op->stats;
+        ackd_tq_op_free(op);
+    }
+    return st;
+}
+
+/* Runs the fixture around a body, so a failed CHECK in the body still closes
+ * the queue and removes the directory. */
+#define TQ_TEST(name)                                                                              \
+    static void name##_body(fx_t *f);                                                              \
+    TEST(name)                                                                                     \
+    {                                                                                              \
+        fx_t f;                                                                                    \
+        CHECK_INT(fx_open(&f), 0);                                                                 \
+        name##_body(&f);                                                                           \
+        fx_close(&f);                                                                              \
+    }                                                                                              \
+    static void name##_body(fx_t *f)
+
+/* --- enqueue and read --- */
+
+TQ_TEST(tq_enqueue_then_get)
+{
+    int64_t before = ackd_now_ms();
+    char id[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK(ackd_id_valid("tsk_", id));
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_STR(op->task.id, id);
+    CHECK_STR(op->task.tenant, "t1");
+    CHECK_STR(op->task.queue, "q");
+    CHECK_INT(op->task.state, ACKD_TASK_QUEUED);
+    CHECK_INT(op->task.attempts, 0);
+    CHECK_INT(op->task.max_attempts, 2);
+    CHECK(op->task.due_at >= before && op->task.due_at <= ackd_now_ms());
+    CHECK_STR(op->task.payload, "{\"n\":1}");
+    CHECK(op->task.lease_id[0] == '\0');
+    CHECK_INT(op->nattempts, 0);
+    ackd_tq_op_free(op);
+
+    op = get(f, "tsk_00000000000000000000000000");
+    CHECK(op != NULL);
+    CHECK_INT(op->status, ACKD_ENOENT);
+    ackd_tq_op_free(op);
+
+    ackd_queue_stats_t st = stats(f, "q");
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 0);
+    CHECK(st.oldest_queued_at >= before);
+}
+
+/* --- claim --- */
+
+TQ_TEST(tq_claim_sets_lease_and_attempt)
+{
+    char id[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    int64_t before = ackd_now_ms();
+    ackd_tq_op_t *op = run(claim_op(f, "q", 5, 30000, 0));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 1);
+    ackd_task_t *t = &op->tasks[0];
+    CHECK_STR(t->id, id);
+    CHECK_INT(t->state, ACKD_TASK_PROCESSING);
+    CHECK_INT(t->attempts, 1);
+    CHECK(ackd_id_valid("lse_", t->lease_id));
+    CHECK(t->lease_expires_at >= before + 30000 && t->lease_expires_at <= ackd_now_ms() + 30000);
+    CHECK_STR(t->payload, "{\"n\":1}");
+    char lease[ACKD_ID_MAX];
+    snprintf(lease, sizeof lease, "%s", t->lease_id);
+    ackd_tq_op_free(op);
+
+    /* nothing left: an empty answer at once */
+    op = run(claim_op(f, "q", 5, 30000, 0));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 0);
+    ackd_tq_op_free(op);
+
+    op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_PROCESSING);
+    CHECK_STR(op->task.lease_id, lease);
+    CHECK_INT(op->nattempts, 1);
+    CHECK_INT(op->attempts[0].n, 1);
+    CHECK_STR(op->attempts[0].lease_id, lease);
+    CHECK(op->attempts[0].started_at >= before);
+    CHECK(op->attempts[0].outcome == NULL);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_PROCESSING], 1);
+}
+
+TQ_TEST(tq_claim_by_priority_and_max)
+{
+    ackd_tq_op_t *op = enqueue_op(f, "t1", "q", 4);
+    int prio[4] = {1, 7, 3, 7};
+    for (int i = 0; i < 4; i++)
+        op->items[i].task.priority = prio[i];
+    op->items[3].task.due_at -= 10; /* same priority as [1], due earlier */
+    char ids[4][ACKD_ID_MAX];
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, 0);
+    for (int i = 0; i < 4; i++)
+        snprintf(ids[i], ACKD_ID_MAX, "%s", op->items[i].task.id);
+    ackd_tq_op_free(op);
+
+    CHECK((op = run(claim_op(f, "q", 3, 30000, 0))) != NULL);
+    CHECK_INT(op->ntasks, 3);
+    CHECK_STR(op->tasks[0].id, ids[3]);
+    CHECK_STR(op->tasks[1].id, ids[1]);
+    CHECK_STR(op->tasks[2].id, ids[2]);
+    /* each its own lease */
+    CHECK(strcmp(op->tasks[0].lease_id, op->tasks[1].lease_id) != 0);
+    ackd_tq_op_free(op);
+    CHECK((op = run(claim_op(f, "q", 3, 30000, 0))) != NULL);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, ids[0]);
+    ackd_tq_op_free(op);
+    /* another queue's claim sees none of them */
+    char cid[ACKD_ID_MAX], clease[ACKD_ID_MAX];
+    CHECK_INT(claim1(f, "slow", 30000, 0, cid, clease), 0);
+}
+
+/* --- worker calls --- */
+
+TQ_TEST(tq_complete_with_wrong_lease_conflicts)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_STR(cid, id);
+    char wrong[ACKD_ID_MAX];
+    ackd_id_new("lse_", wrong);
+    CHECK_INT(complete(f, id, wrong, "{\"x\":1}"), ACKD_ECONFLICT);
+    CHECK_INT(complete(f, id, "", "{\"x\":1}"), ACKD_ECONFLICT);
+    CHECK_INT(fail(f, id, wrong, true, 0), ACKD_ECONFLICT);
+    ackd_tq_op_t *hb = task_op(f, ACKD_TQ_HEARTBEAT, id, wrong);
+    hb->progress_pct = 10;
+    CHECK_INT(status_of(hb), ACKD_ECONFLICT);
+    /* nothing changed */
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_PROCESSING);
+    CHECK_STR(op->task.lease_id, lease);
+    CHECK(op->task.result == NULL);
+    CHECK(op->task.error == NULL);
+    CHECK_INT(op->task.progress_pct, -1);
+    CHECK_INT(op->task.attempts, 1);
+    CHECK_INT(op->nattempts, 1);
+    CHECK(op->attempts[0].outcome == NULL);
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_complete_finishes_the_task)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    int64_t before = ackd_now_ms();
+    CHECK_INT(complete(f, id, lease, "{\"charged\":true}"), 0);
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_COMPLETED);
+    CHECK_STR(op->task.result, "{\"charged\":true}");
+    CHECK(op->task.lease_id[0] == '\0');
+    CHECK_INT(op->task.lease_expires_at, 0);
+    CHECK(op->task.finished_at >= before);
+    CHECK_INT(op->nattempts, 1);
+    CHECK_STR(op->attempts[0].outcome, "completed");
+    CHECK(op->attempts[0].ended_at >= before);
+    ackd_tq_op_free(op);
+    /* the lease ended with the task: a second complete is fenced off */
+    CHECK_INT(complete(f, id, lease, "{}"), ACKD_ECONFLICT);
+    CHECK_INT(fail(f, id, lease, false, 0), ACKD_ECONFLICT);
+    /* a complete without a result stores JSON null */
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(complete(f, id, lease, NULL), 0);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_STR(op->task.result, "null");
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_COMPLETED], 2);
+}
+
+TQ_TEST(tq_heartbeat_extends_lease)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 1000, 0, cid, lease), 1);
+    ackd_tq_op_t *op = task_op(f, ACKD_TQ_HEARTBEAT, id, lease);
+    op->lease_ms = 60000;
+    op->progress_pct = 50;
+    op->progress_msg = ackd_strdup("halfway");
+    int64_t before = ackd_now_ms();
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(op->task.lease_expires_at >= before + 60000);
+    ackd_tq_op_free(op);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK(op->task.lease_expires_at >= before + 60000);
+    CHECK_STR(op->task.lease_id, lease); /* the same lease, longer */
+    CHECK_INT(op->task.progress_pct, 50);
+    CHECK_STR(op->task.progress_msg, "halfway");
+    ackd_tq_op_free(op);
+    /* a heartbeat without a length extends by the one granted last */
+    op = task_op(f, ACKD_TQ_HEARTBEAT, id, lease);
+    before = ackd_now_ms();
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(op->task.lease_expires_at >= before + 60000);
+    CHECK(op->task.lease_expires_at <= ackd_now_ms() + 60000);
+    CHECK_INT(op->task.progress_pct, 50); /* unreported progress is kept */
+    ackd_tq_op_free(op);
+    /* past the original second, the lease still holds */
+    sleep_ms(1100);
+    CHECK_INT(state_of(f, id), ACKD_TASK_PROCESSING);
+    CHECK_INT(complete(f, id, lease, "{}"), 0);
+}
+
+TQ_TEST(tq_fail_with_retry_backs_off)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "slow", id), 0);
+    CHECK_INT(claim1(f, "slow", 30000, 0, cid, lease), 1);
+    int64_t before = ackd_now_ms();
+    CHECK_INT(fail(f, id, lease, true, 0), 0);
+    int64_t after = ackd_now_ms();
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_QUEUED);
+    CHECK_INT(op->task.attempts, 1);
+    /* slow: base 1 s, so the first retry is due within [now, now + 1 s] */
+    CHECK(op->task.due_at >= before);
+    CHECK(op->task.due_at <= after + 1000);
+    CHECK(op->task.lease_id[0] == '\0');
+    CHECK_STR(op->task.error, "{\"message\":\"boom\",\"status\":null}");
+    CHECK(op->task.finished_at == 0);
+    CHECK_INT(op->nattempts, 1);
+    CHECK_STR(op->attempts[0].outcome, "retry");
+    CHECK_STR(op->attempts[0].error, "{\"message\":\"boom\",\"status\":null}");
+    int64_t due = op->task.due_at;
+    ackd_tq_op_free(op);
+    /* not claimable before it is due */
+    if (due > ackd_now_ms() + 50)
+        CHECK_INT(claim1(f, "slow", 30000, 0, cid, lease), 0);
+    /* a worker's later Retry-After wins over the backoff */
+    CHECK_INT(claim1(f, "slow", 30000, 2000, cid, lease), 1);
+    CHECK_STR(cid, id);
+    before = ackd_now_ms();
+    CHECK_INT(fail(f, id, lease, true, 60000), 0);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_QUEUED);
+    CHECK_INT(op->task.attempts, 2);
+    CHECK(op->task.due_at >= before + 60000);
+    CHECK(op->task.due_at <= ackd_now_ms() + 60000);
+    CHECK_INT(op->nattempts, 2);
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_fail_after_max_attempts)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(fail(f, id, lease, true, 0), 0);
+    CHECK_INT(state_of(f, id), ACKD_TASK_QUEUED);
+    /* the retry is due within 10 ms: a waiting claim gets it */
+    CHECK_INT(claim1(f, "q", 30000, 2000, cid, lease), 1);
+    CHECK_STR(cid, id);
+    int64_t before = ackd_now_ms();
+    CHECK_INT(fail(f, id, lease, true, 0), 0); /* attempt 2 of 2 */
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_FAILED);
+    CHECK_INT(op->task.attempts, 2);
+    CHECK(op->task.finished_at >= before);
+    CHECK_STR(op->task.error, "{\"message\":\"boom\",\"status\":null}");
+    CHECK_INT(op->nattempts, 2);
+    CHECK_STR(op->attempts[0].outcome, "retry");
+    CHECK_STR(op->attempts[1].outcome, "failed");
+    ackd_tq_op_free(op);
+    /* a failure the worker calls final ends the task at its first attempt */
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(fail(f, id, lease, false, 0), 0);
+    CHECK_INT(state_of(f, id), ACKD_TASK_FAILED);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_FAILED], 2);
+}
+
+/* --- client calls --- */
+
+TQ_TEST(tq_cancel)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    ackd_tq_op_t *op = run(task_op(f, ACKD_TQ_CANCEL, id, NULL));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->task.state, ACKD_TASK_CANCELED);
+    ackd_tq_op_free(op);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_CANCELED);
+    CHECK(op->task.finished_at > 0);
+    ackd_tq_op_free(op);
+    /* a canceled task is not handed out */
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 0);
+    /* terminal: canceled, completed */
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, id, NULL)), ACKD_ECONFLICT);
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(complete(f, id, lease, "{}"), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, id, NULL)), ACKD_ECONFLICT);
+    CHECK_INT(state_of(f, id), ACKD_TASK_COMPLETED);
+    /* processing: marked, and the worker's next failure ends it as canceled */
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, id, NULL)), 0);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_PROCESSING);
+    CHECK(op->task.cancel_requested);
+    ackd_tq_op_free(op);
+    CHECK_INT(fail(f, id, lease, true, 0), 0);
+    CHECK_INT(state_of(f, id), ACKD_TASK_CANCELED);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, "tsk_00000000000000000000000000", NULL)),
+              ACKD_ENOENT);
+}
+
+TQ_TEST(tq_retry_redrives_failed_and_canceled)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    /* only failed or canceled tasks */
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_RETRY, id, NULL)), ACKD_ECONFLICT);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_RETRY, id, NULL)), ACKD_ECONFLICT);
+    CHECK_INT(fail(f, id, lease, false, 0), 0);
+    CHECK_INT(state_of(f, id), ACKD_TASK_FAILED);
+
+    int64_t before = ackd_now_ms();
+    ackd_tq_op_t *op = run(task_op(f, ACKD_TQ_RETRY, id, NULL));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    ackd_tq_op_free(op);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_QUEUED);
+    CHECK(op->task.due_at >= before && op->task.due_at <= ackd_now_ms());
+    CHECK_INT(op->task.finished_at, 0);
+    CHECK(op->task.error == NULL);
+    CHECK_INT(op->task.attempts, 1);
+    CHECK_INT(op->task.max_attempts, 1 + 2); /* a fresh allowance of the queue's attempts */
+    ackd_tq_op_free(op);
+    /* it runs again as attempt 2 */
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_STR(cid, id);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.attempts, 2);
+    CHECK_INT(op->nattempts, 2);
+    ackd_tq_op_free(op);
+    CHECK_INT(complete(f, id, lease, "{}"), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_RETRY, id, NULL)), ACKD_ECONFLICT);
+
+    /* canceled -> queued */
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, id, NULL)), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_RETRY, id, NULL)), 0);
+    CHECK_INT(state_of(f, id), ACKD_TASK_QUEUED);
+}
+
+/* --- idempotency --- */
+
+/* One task with an idempotency key and the fingerprint of body. */
+static ackd_tq_op_t *idem_op(fx_t *f, const char *tenant, const char *scope, const char *key,
+                             const char *body)
+{
+    ackd_tq_op_t *op = enqueue_op(f, tenant, "q", 1);
+    ackd_tq_item_t *it = &op->items[0];
+    it->idem_scope = ackd_strdup(scope);
+    it->task.idem_key = ackd_strdup(key);
+    ackd_fingerprint("POST", "/v1/queues/q/tasks", body, strlen(body), it->fingerprint);
+    return op;
+}
+
+TQ_TEST(tq_idempotency_replay_and_mismatch)
+{
+    ackd_tq_op_t *op = run(idem_op(f, "t1", "queue:q", "k1", "{\"a\":1}"));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(!op->items[0].replayed);
+    char first[ACKD_ID_MAX];
+    snprintf(first, sizeof first, "%s", op->items[0].task.id);
+    ackd_tq_op_free(op);
+
+    /* the same request again: the same task, nothing new */
+    CHECK((op = run(idem_op(f, "t1", "queue:q", "k1", "{\"a\":1}"))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(op->items[0].replayed);
+    CHECK_STR(op->items[0].task.id, first);
+    ackd_tq_op_free(op);
+
+    /* another request under the same key: a conflict naming the first task */
+    CHECK((op = run(idem_op(f, "t1", "queue:q", "k1", "{\"a\":2}"))) != NULL);
+    CHECK_INT(op->status, ACKD_ECONFLICT);
+    CHECK_STR(op->conflict_id, first);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_QUEUED], 1);
+
+    /* the key is scoped by tenant and by scope */
+    CHECK((op = run(idem_op(f, "t2", "queue:q", "k1", "{\"a\":2}"))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(!op->items[0].replayed);
+    CHECK(strcmp(op->items[0].task.id, first) != 0);
+    ackd_tq_op_free(op);
+    CHECK((op = run(idem_op(f, "t1", "route:POST /pay", "k1", "{\"a\":2}"))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(!op->items[0].replayed);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_QUEUED], 3);
+
+    /* the replay holds whatever became of the task */
+    char cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    ackd_tq_op_t *c = run(claim_op(f, "q", 10, 30000, 0));
+    CHECK(c != NULL);
+    for (int i = 0; i < c->ntasks; i++)
+        if (strcmp(c->tasks[i].id, first) == 0) {
+            snprintf(cid, sizeof cid, "%s", c->tasks[i].id);
+            snprintf(lease, sizeof lease, "%s", c->tasks[i].lease_id);
+        }
+    ackd_tq_op_free(c);
+    CHECK_INT(complete(f, first, lease, "{}"), 0);
+    CHECK((op = run(idem_op(f, "t1", "queue:q", "k1", "{\"a\":1}"))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(op->items[0].replayed);
+    CHECK_STR(op->items[0].task.id, first);
+    ackd_tq_op_free(op);
+    CHECK_INT(state_of(f, first), ACKD_TASK_COMPLETED);
+}
+
+TQ_TEST(tq_idempotency_mismatch_in_batch_writes_nothing)
+{
+    ackd_tq_op_t *op = run(idem_op(f, "t1", "queue:q", "k1", "{\"a\":1}"));
+    CHECK(op != NULL);
+    ackd_tq_op_free(op);
+    /* a batch whose second item reuses k1 for another body: nothing of it is kept */
+    op = enqueue_op(f, "t1", "q", 3);
+    for (int i = 0; i < 3; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        op->items[i].idem_scope = ackd_strdup("queue:q");
+        op->items[i].task.idem_key = ackd_strdup(key);
+        ackd_fingerprint("POST", "/b", "x", 1, op->items[i].fingerprint);
+    }
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, ACKD_ECONFLICT);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_QUEUED], 1);
+    /* and k0, which it never stored, is still free */
+    CHECK((op = run(idem_op(f, "t1", "queue:q", "k0", "{\"a\":1}"))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(!op->items[0].replayed);
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_idempotency_repeated_key_within_one_batch)
+{
+    /* two items of one batch with the same key and body are one task */
+    ackd_tq_op_t *op = enqueue_op(f, "t1", "q", 2);
+    for (int i = 0; i < 2; i++) {
+        op->items[i].idem_scope = ackd_strdup("queue:q");
+        op->items[i].task.idem_key = ackd_strdup("dup");
+        ackd_fingerprint("POST", "/b", "same", 4, op->items[i].fingerprint);
+    }
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(!op->items[0].replayed);
+    CHECK(op->items[1].replayed);
+    CHECK_STR(op->items[1].task.id, op->items[0].task.id);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_QUEUED], 1);
+    /* with different bodies they conflict, and nothing is written */
+    op = enqueue_op(f, "t1", "q", 2);
+    for (int i = 0; i < 2; i++) {
+        op->items[i].idem_scope = ackd_strdup("queue:q");
+        op->items[i].task.idem_key = ackd_strdup("dup2");
+        ackd_fingerprint("POST", "/b", i ? "one" : "two", 3, op->items[i].fingerprint);
+    }
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, ACKD_ECONFLICT);
+    CHECK_STR(op->conflict_id, ""); /* the first use was never stored */
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_QUEUED], 1);
+}
+
+/* --- waiting claims --- */
+
+/* Two write ops that do nothing, one after the other. The first may share a
+ * batch with what was submitted before it, and its callback runs before that
+ * batch parks its claims; the second runs in a later batch, so once its
+ * callback ran, everything submitted before the first has been applied and
+ * parked (the committer is one thread). */
+static int barrier(fx_t *f)
+{
+    int rc = status_of(task_op(f, ACKD_TQ_CANCEL, "tsk_00000000000000000000000000", NULL));
+    if (rc != ACKD_ENOENT)
+        return rc;
+    return status_of(task_op(f, ACKD_TQ_CANCEL, "tsk_00000000000000000000000000", NULL));
+}
+
+TQ_TEST(tq_claim_waits_and_is_woken_by_enqueue)
+{
+    ackd_tq_op_t *claim = claim_op(f, "q", 1, 30000, 10000);
+    waiter_t *w = start(claim);
+    CHECK_INT(barrier(f), ACKD_ENOENT); /* the claim is parked now */
+    int64_t t0 = ackd_mono_us();
+    ackd_tq_op_t *enq = run(enqueue_op(f, "t1", "q", 1));
+    CHECK(enq != NULL);
+    CHECK_INT(enq->status, 0);
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(w, &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, enq->items[0].task.id);
+    CHECK_INT(op->tasks[0].state, ACKD_TASK_PROCESSING);
+    CHECK(!op->waited_out);
+    /* served in the enqueue's commit: no timer, no second fsync */
+    CHECK(done_us - t0 < 1000 * 1000);
+    ackd_tq_op_free(enq);
+    ackd_tq_op_free(op);
+}
+
+/* --- a gate that holds the committer inside one batch --- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool inside, open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static int gate_apply(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    (void)s, (void)b, (void)c;
+    pthread_mutex_lock(&gate.mu);
+    gate.inside = true;
+    pthread_cond_broadcast(&gate.cv);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    pthread_mutex_unlock(&gate.mu);
+    return 0;
+}
+
+/* Holds the committer in a batch of its own until gate_open. */
+static waiter_t *gate_close(fx_t *f)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.inside = gate.open = false;
+    pthread_mutex_unlock(&gate.mu);
+    ackd_tq_op_t *op = new_op(f, ACKD_TQ_CANCEL);
+    op->base.apply = gate_apply;
+    waiter_t *w = start(op);
+    pthread_mutex_lock(&gate.mu);
+    while (!gate.inside)
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    pthread_mutex_unlock(&gate.mu);
+    return w;
+}
+
+static void gate_open(waiter_t *w)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    ackd_tq_op_free(await(w));
+}
+
+TQ_TEST(tq_claim_in_the_same_batch_as_enqueue)
+{
+    /* the claim comes first in the batch, finds nothing and would park; the
+     * enqueue after it in the same transaction must still serve it */
+    waiter_t *g = gate_close(f);
+    waiter_t *wc = start(claim_op(f, "q", 1, 30000, 3000));
+    waiter_t *we = start(enqueue_op(f, "t1", "q", 1));
+    int64_t t0 = ackd_mono_us();
+    gate_open(g);
+    ackd_tq_op_t *enq = await(we);
+    CHECK(enq != NULL);
+    CHECK_INT(enq->status, 0);
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(wc, &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, enq->items[0].task.id);
+    CHECK(done_us - t0 < 1000 * 1000);
+    ackd_tq_op_free(enq);
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_claim_wait_runs_out_empty)
+{
+    int64_t t0 = ackd_mono_us();
+    waiter_t *w = start(claim_op(f, "q", 1, 30000, 150));
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(w, &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 0);
+    CHECK(op->waited_out);
+    CHECK(done_us - t0 >= 140 * 1000);
+    CHECK(done_us - t0 < 2000 * 1000);
+    ackd_tq_op_free(op);
+    /* a task enqueued later is still there for the next claim */
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_STR(cid, id);
+}
+
+TQ_TEST(tq_claim_woken_when_delayed_task_becomes_due)
+{
+    ackd_tq_op_t *enq = enqueue_op(f, "t1", "q", 1);
+    enq->items[0].task.due_at = ackd_now_ms() + 200;
+    CHECK((enq = run(enq)) != NULL);
+    CHECK_INT(enq->status, 0);
+    int64_t t0 = ackd_mono_us();
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(start(claim_op(f, "q", 1, 30000, 3000)), &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, enq->items[0].task.id);
+    CHECK(done_us - t0 >= 150 * 1000);  /* not before it was due */
+    CHECK(done_us - t0 < 1500 * 1000);  /* and not at the end of the wait */
+    ackd_tq_op_free(op);
+    ackd_tq_op_free(enq);
+}
+
+static int abandoned_cb_runs;
+
+static void on_abandoned(ackd_tq_op_t *op)
+{
+    abandoned_cb_runs++;
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_claim_abandoned_while_parked)
+{
+    ackd_tq_op_t *claim = claim_op(f, "q", 1, 30000, 10000);
+    claim->cb = on_abandoned; /* must never run: abandon takes the op back */
+    abandoned_cb_runs = 0;
+    ackd_tq_run(claim);
+    CHECK_INT(barrier(f), ACKD_ENOENT);
+    CHECK_INT(ackd_tq_abandon(claim), 1);
+    /* the task goes to the next claimer, not the one that left */
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    CHECK_STR(cid, id);
+    CHECK_INT(abandoned_cb_runs, 0);
+}
+
+/* --- long poll --- */
+
+TQ_TEST(tq_get_wait_returns_on_completion)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    ackd_tq_op_t *g = task_op(f, ACKD_TQ_GET, id, NULL);
+    g->wait_until = ackd_now_ms() + 10000;
+    waiter_t *w = start(g);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1); /* not terminal: still waiting */
+    int64_t t0 = ackd_mono_us();
+    CHECK_INT(complete(f, id, lease, "{\"r\":1}"), 0);
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(w, &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->task.state, ACKD_TASK_COMPLETED);
+    CHECK_STR(op->task.result, "{\"r\":1}");
+    CHECK(!op->waited_out);
+    CHECK(done_us - t0 < 1000 * 1000);
+    ackd_tq_op_free(op);
+}
+
+/* --- lease expiry --- */
+
+TQ_TEST(tq_lease_expiry_requeues_then_fails)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 50, 0, cid, lease), 1);
+    sleep_ms(200);
+    ackd_tq_op_t *op = get(f, id);
+    CHECK(op != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_QUEUED);
+    CHECK_INT(op->task.attempts, 1);
+    CHECK(op->task.lease_id[0] == '\0');
+    CHECK(strstr(op->task.error, "lease expired") != NULL);
+    CHECK_INT(op->nattempts, 1);
+    CHECK_STR(op->attempts[0].outcome, "retry");
+    ackd_tq_op_free(op);
+    /* the worker that lost its lease can no longer change the task */
+    CHECK_INT(complete(f, id, lease, "{}"), ACKD_ECONFLICT);
+    CHECK_INT(state_of(f, id), ACKD_TASK_QUEUED);
+
+    /* the second (last) attempt expires too: failed */
+    char lease2[ACKD_ID_MAX];
+    CHECK_INT(claim1(f, "q", 50, 2000, cid, lease2), 1);
+    CHECK_STR(cid, id);
+    CHECK(strcmp(lease, lease2) != 0);
+    sleep_ms(200);
+    CHECK((op = get(f, id)) != NULL);
+    CHECK_INT(op->task.state, ACKD_TASK_FAILED);
+    CHECK_INT(op->task.attempts, 2);
+    CHECK(op->task.finished_at > 0);
+    CHECK(strstr(op->task.error, "lease expired") != NULL);
+    CHECK_INT(op->nattempts, 2);
+    CHECK_STR(op->attempts[1].outcome, "lease_expired");
+    ackd_tq_op_free(op);
+    CHECK_INT(complete(f, id, lease2, "{}"), ACKD_ECONFLICT);
+}
+
+TQ_TEST(tq_lease_expiry_wakes_waiting_claim)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 100, 0, cid, lease), 1);
+    /* the next worker waits; the task comes back to it when the lease runs out */
+    int64_t t0 = ackd_mono_us();
+    int64_t done_us = 0;
+    ackd_tq_op_t *op = await_at(start(claim_op(f, "q", 1, 30000, 4000)), &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, id);
+    CHECK_INT(op->tasks[0].attempts, 2);
+    CHECK(done_us - t0 < 2000 * 1000);
+    ackd_tq_op_free(op);
+}
+
+/* --- tenants --- */
+
+TQ_TEST(tq_tenant_filter_hides_other_tenants)
+{
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "alice", "q", id), 0);
+    ackd_tq_op_t *op = get_as(f, id, "bob");
+    CHECK(op != NULL);
+    CHECK_INT(op->status, ACKD_ENOENT);
+    CHECK(op->task.payload == NULL); /* nothing of it leaks */
+    ackd_tq_op_free(op);
+    CHECK((op = get_as(f, id, "alice")) != NULL);
+    CHECK_INT(op->status, 0);
+    ackd_tq_op_free(op);
+    op = task_op(f, ACKD_TQ_CANCEL, id, NULL);
+    op->tenant = "bob";
+    CHECK_INT(status_of(op), ACKD_ENOENT);
+    CHECK_INT(state_of(f, id), ACKD_TASK_QUEUED);
+    /* a worker limited to other queues cannot touch it either */
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    char *only_slow[] = {(char *)"slow", NULL};
+    op = task_op(f, ACKD_TQ_COMPLETE, id, lease);
+    op->allowed_queues = only_slow;
+    CHECK_INT(status_of(op), ACKD_ENOENT);
+    CHECK_INT(state_of(f, id), ACKD_TASK_PROCESSING);
+    /* bob's listing does not show it */
+    op = new_op(f, ACKD_TQ_LIST);
+    op->filter.tenant = "bob";
+    op->filter.limit = 10;
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 0);
+    ackd_tq_op_free(op);
+    op = new_op(f, ACKD_TQ_LIST);
+    op->filter.tenant = "alice";
+    op->filter.limit = 10;
+    CHECK((op = run(op)) != NULL);
+    CHECK_INT(op->ntasks, 1);
+    CHECK_STR(op->tasks[0].id, id);
+    ackd_tq_op_free(op);
+}
+
+TQ_TEST(tq_claim_max_beyond_the_batch_limit)
+{
+    /* the API caps max at 100; a caller that asks for more gets at most that
+     * many, and nothing overruns */
+    ackd_tq_op_t *op = run(enqueue_op(f, "t1", "q", 150));
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    ackd_tq_op_free(op);
+    CHECK((op = run(claim_op(f, "q", 1000, 30000, 0))) != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 100);
+    ackd_tq_op_free(op);
+    CHECK((op = run(claim_op(f, "q", 1000, 30000, 0))) != NULL);
+    CHECK_INT(op->ntasks, 50);
+    ackd_tq_op_free(op);
+    CHECK_INT(stats(f, "q").counts[ACKD_TASK_PROCESSING], 150);
+}

@@ -1,0 +1,658 @@
+/* sqlite_test.c - tests src/store/sqlite.c through its primitive table,
+ * without the committer: schema creation and versioning, the task row round
+ * trip, the claim order, the timer queries, purging and idempotency rows.
+ * Each test works on a fresh file in its own temporary directory. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "store/store.h"
+
+static const ackd_store_backend_t *const B = &ackd_store_sqlite;
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    ackd_store_conn_t *c;
+    char err[512];
+} fx_t;
+
+static int fx_open(fx_t *f)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ackd_sqlite_test_XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/ackd.db", f->dir);
+    return B->open(f->path, true, true, &f->c, f->err, sizeof f->err);
+}
+
+static void fx_close(fx_t *f)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+    if (f->c)
+        B->close(f->c);
+    f->c = NULL;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+}
+
+/* PRAGMA user_version of the file, read with a connection of our own. */
+static int user_version(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW)
+            v = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+static int exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+/* A queued task with the given order keys; strings owned by the result. */
+static ackd_task_t mk(const char *id, const char *queue, int state, int priority, int64_t due)
+{
+    ackd_task_t t = {0};
+    snprintf(t.id, sizeof t.id, "%s", id);
+    t.tenant = ackd_strdup("t1");
+    t.queue = ackd_strdup(queue);
+    t.state = state;
+    t.priority = priority;
+    t.due_at = due;
+    t.max_attempts = 3;
+    t.created_at = t.updated_at = 10;
+    t.progress_pct = -1;
+    t.payload = ackd_strdup("{}");
+    return t;
+}
+
+static int insert(fx_t *f, const char *id, const char *queue, int state, int priority, int64_t due)
+{
+    ackd_task_t t = mk(id, queue, state, priority, due);
+    int rc = B->task_insert(f->c, &t);
+    ackd_task_clear(&t);
+    return rc;
+}
+
+/* --- schema --- */
+
+static void open_creates_schema_v1_body(fx_t *f)
+{
+    CHECK_INT(user_version(f->path), 1);
+    /* the tables exist: an empty read succeeds */
+    ackd_task_t t = {0};
+    CHECK_INT(B->task_get(f->c, "tsk_none", &t), ACKD_ENOENT);
+    CHECK_INT(insert(f, "tsk_a", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    B->close(f->c);
+    f->c = NULL;
+    /* reopening an up-to-date file changes nothing and keeps the rows */
+    CHECK_INT(B->open(f->path, true, true, &f->c, f->err, sizeof f->err), 0);
+    CHECK_INT(user_version(f->path), 1);
+    CHECK_INT(B->task_get(f->c, "tsk_a", &t), 0);
+    CHECK_STR(t.queue, "q");
+    ackd_task_clear(&t);
+    /* a reader opens the existing file and can read but not write */
+    ackd_store_conn_t *r = NULL;
+    CHECK_INT(B->open(f->path, false, true, &r, f->err, sizeof f->err), 0);
+    CHECK_INT(B->task_get(r, "tsk_a", &t), 0);
+    ackd_task_clear(&t);
+    int saved = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF; /* the refused write logs an error */
+    int rc = insert(&(fx_t){.c = r}, "tsk_b", "q", ACKD_TASK_QUEUED, 0, 1);
+    ackd_log_level = saved;
+    B->close(r);
+    CHECK(rc < 0);
+}
+
+TEST(sqlite_open_creates_schema_v1)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    open_creates_schema_v1_body(&f);
+    fx_close(&f);
+}
+
+static void newer_schema_refused_body(fx_t *f)
+{
+    CHECK_INT(exec_sql(f->path, "CREATE TABLE x(a); PRAGMA user_version = 7;"), SQLITE_OK);
+    CHECK_INT(user_version(f->path), 7);
+    f->err[0] = '\0';
+    CHECK(B->open(f->path, true, true, &f->c, f->err, sizeof f->err) < 0);
+    CHECK(f->c == NULL);
+    CHECK(strstr(f->err, "schema version 7") != NULL);
+    CHECK(strstr(f->err, "newer") != NULL);
+    /* and left alone */
+    CHECK_INT(user_version(f->path), 7);
+}
+
+TEST(sqlite_newer_schema_refused)
+{
+    fx_t f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
+    CHECK(mkdtemp(f.dir) != NULL);
+    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    newer_schema_refused_body(&f);
+    fx_close(&f);
+}
+
+TEST(sqlite_open_missing_dir_fails_with_message)
+{
+    ackd_store_conn_t *c = NULL;
+    char err[256] = "";
+    CHECK(B->open("/nonexistent-ackd-dir/x/ackd.db", true, true, &c, err, sizeof err) < 0);
+    CHECK(c == NULL);
+    CHECK(strstr(err, "/nonexistent-ackd-dir/x/ackd.db") != NULL);
+}
+
+/* --- task rows --- */
+
+static void roundtrip_body(fx_t *f)
+{
+    ackd_task_t t = {0}, g = {0};
+    snprintf(t.id, sizeof t.id, "tsk_roundtrip");
+    t.tenant = ackd_strdup("tenant-a");
+    t.queue = ackd_strdup("payments");
+    t.state = ACKD_TASK_PROCESSING;
+    t.priority = -7;
+    t.due_at = 1700000000123;
+    t.attempts = 2;
+    t.max_attempts = 9;
+    t.timeout_ms = 45000;
+    snprintf(t.lease_id, sizeof t.lease_id, "lse_abc");
+    t.lease_expires_at = 1700000045123;
+    t.created_at = 1700000000001;
+    t.updated_at = 1700000000002;
+    t.finished_at = 1700000000003;
+    t.deadline_at = 1700000999999;
+    t.payload = ackd_strdup("{\"amount\":100,\"s\":\"\\u00e9\"}");
+    t.request = ackd_strdup("{\"method\":\"POST\",\"path\":\"/pay\"}");
+    t.result = ackd_strdup("{\"ok\":true}");
+    t.error = ackd_strdup("{\"message\":\"boom\",\"status\":502}");
+    t.progress_pct = 42;
+    t.progress_msg = ackd_strdup("halfway");
+    t.correlation_id = ackd_strdup("req-123");
+    t.traceparent = ackd_strdup("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    t.callback_url = ackd_strdup("https://example.com/cb");
+    t.idem_key = ackd_strdup("key-1");
+    t.cancel_requested = true;
+    CHECK_INT(B->task_insert(f->c, &t), 0);
+    CHECK_INT(B->task_get(f->c, t.id, &g), 0);
+    CHECK_STR(g.id, t.id);
+    CHECK_STR(g.tenant, t.tenant);
+    CHECK_STR(g.queue, t.queue);
+    CHECK_INT(g.state, t.state);
+    CHECK_INT(g.priority, t.priority);
+    CHECK_INT(g.due_at, t.due_at);
+    CHECK_INT(g.attempts, t.attempts);
+    CHECK_INT(g.max_attempts, t.max_attempts);
+    CHECK_INT(g.timeout_ms, t.timeout_ms);
+    CHECK_STR(g.lease_id, t.lease_id);
+    CHECK_INT(g.lease_expires_at, t.lease_expires_at);
+    CHECK_INT(g.created_at, t.created_at);
+    CHECK_INT(g.updated_at, t.updated_at);
+    CHECK_INT(g.finished_at, t.finished_at);
+    CHECK_INT(g.deadline_at, t.deadline_at);
+    CHECK_STR(g.payload, t.payload);
+    CHECK_STR(g.request, t.request);
+    CHECK_STR(g.result, t.result);
+    CHECK_STR(g.error, t.error);
+    CHECK_INT(g.progress_pct, t.progress_pct);
+    CHECK_STR(g.progress_msg, t.progress_msg);
+    CHECK_STR(g.correlation_id, t.correlation_id);
+    CHECK_STR(g.traceparent, t.traceparent);
+    CHECK_STR(g.callback_url, t.callback_url);
+    CHECK_STR(g.idem_key, t.idem_key);
+    CHECK(g.cancel_requested);
+    ackd_task_clear(&g);
+
+    /* update writes the mutable fields, including clearing them */
+    t.state = ACKD_TASK_QUEUED;
+    t.due_at = 5;
+    t.attempts = 3;
+    t.max_attempts = 12;
+    t.lease_id[0] = '\0';
+    t.lease_expires_at = 0;
+    t.updated_at = 6;
+    t.finished_at = 0;
+    ackd_free(t.result);
+    t.result = NULL;
+    ackd_free(t.error);
+    t.error = ackd_strdup("{\"message\":\"again\"}");
+    t.progress_pct = -1;
+    ackd_free(t.progress_msg);
+    t.progress_msg = NULL;
+    t.cancel_requested = false;
+    t.timeout_ms = 7000;
+    /* immutable ones are not touched by an update */
+    ackd_free(t.payload);
+    t.payload = ackd_strdup("{\"changed\":1}");
+    CHECK_INT(B->task_update(f->c, &t), 0);
+    CHECK_INT(B->task_get(f->c, t.id, &g), 0);
+    CHECK_INT(g.state, ACKD_TASK_QUEUED);
+    CHECK_INT(g.due_at, 5);
+    CHECK_INT(g.attempts, 3);
+    CHECK_INT(g.max_attempts, 12);
+    CHECK_STR(g.lease_id, "");
+    CHECK_INT(g.lease_expires_at, 0);
+    CHECK_INT(g.updated_at, 6);
+    CHECK_INT(g.finished_at, 0);
+    CHECK(g.result == NULL);
+    CHECK_STR(g.error, "{\"message\":\"again\"}");
+    CHECK_INT(g.progress_pct, -1);
+    CHECK(g.progress_msg == NULL);
+    CHECK(!g.cancel_requested);
+    CHECK_INT(g.timeout_ms, 7000);
+    CHECK_STR(g.payload, "{\"amount\":100,\"s\":\"\\u00e9\"}");
+    CHECK_INT(g.created_at, 1700000000001);
+    CHECK_STR(g.correlation_id, "req-123");
+    ackd_task_clear(&g);
+    ackd_task_clear(&t);
+
+    /* a minimal row reads back NULLs as NULL, none as 0 / -1 */
+    t = mk("tsk_min", "q", ACKD_TASK_QUEUED, 0, 1);
+    ackd_free(t.payload);
+    t.payload = NULL;
+    CHECK_INT(B->task_insert(f->c, &t), 0);
+    ackd_task_clear(&t);
+    CHECK_INT(B->task_get(f->c, "tsk_min", &g), 0);
+    CHECK(g.payload == NULL && g.result == NULL && g.error == NULL && g.request == NULL);
+    CHECK(g.correlation_id == NULL && g.traceparent == NULL && g.callback_url == NULL);
+    CHECK(g.idem_key == NULL && g.progress_msg == NULL);
+    CHECK_STR(g.lease_id, "");
+    CHECK_INT(g.lease_expires_at, 0);
+    CHECK_INT(g.finished_at, 0);
+    CHECK_INT(g.deadline_at, 0);
+    CHECK_INT(g.progress_pct, -1);
+    ackd_task_clear(&g);
+
+    /* duplicate ids are refused */
+    int saved = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF;
+    int rc = insert(f, "tsk_min", "q", ACKD_TASK_QUEUED, 0, 1);
+    ackd_log_level = saved;
+    CHECK(rc < 0);
+    CHECK_INT(B->task_get(f->c, "tsk_nope", &g), ACKD_ENOENT);
+}
+
+TEST(sqlite_task_roundtrip_every_field)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    roundtrip_body(&f);
+    fx_close(&f);
+}
+
+static void transaction_body(fx_t *f)
+{
+    ackd_task_t g = {0};
+    CHECK_INT(B->begin(f->c), 0);
+    CHECK_INT(insert(f, "tsk_rolled", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    CHECK_INT(B->task_get(f->c, "tsk_rolled", &g), 0); /* visible inside */
+    ackd_task_clear(&g);
+    CHECK_INT(B->rollback(f->c), 0);
+    CHECK_INT(B->task_get(f->c, "tsk_rolled", &g), ACKD_ENOENT);
+    CHECK_INT(B->rollback(f->c), 0); /* no transaction: a no-op */
+    CHECK_INT(B->begin(f->c), 0);
+    CHECK_INT(insert(f, "tsk_kept", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    CHECK_INT(B->commit(f->c), 0);
+    CHECK_INT(B->task_get(f->c, "tsk_kept", &g), 0);
+    ackd_task_clear(&g);
+}
+
+TEST(sqlite_begin_commit_rollback)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    transaction_body(&f);
+    fx_close(&f);
+}
+
+/* --- claim order and timers --- */
+
+static void claimable_body(fx_t *f)
+{
+    /* now = 1000 */
+    CHECK_INT(insert(f, "tsk_a", "q", ACKD_TASK_QUEUED, 0, 100), 0);
+    CHECK_INT(insert(f, "tsk_b", "q", ACKD_TASK_QUEUED, 5, 300), 0);
+    CHECK_INT(insert(f, "tsk_c", "q", ACKD_TASK_QUEUED, 5, 200), 0);
+    CHECK_INT(insert(f, "tsk_d", "q", ACKD_TASK_QUEUED, 0, 50), 0);
+    CHECK_INT(insert(f, "tsk_e", "q", ACKD_TASK_QUEUED, 9, 5000), 0);     /* not due yet */
+    CHECK_INT(insert(f, "tsk_f", "other", ACKD_TASK_QUEUED, 9, 10), 0);   /* other queue */
+    CHECK_INT(insert(f, "tsk_g", "q", ACKD_TASK_PROCESSING, 9, 10), 0);   /* taken */
+    CHECK_INT(insert(f, "tsk_h", "q", ACKD_TASK_COMPLETED, 9, 10), 0);    /* done */
+    CHECK_INT(insert(f, "tsk_i", "q", ACKD_TASK_QUEUED, -3, 1), 0);
+    CHECK_INT(insert(f, "tsk_j", "q", ACKD_TASK_QUEUED, 0, 1000), 0);     /* due exactly now */
+
+    char ids[16][ACKD_ID_MAX];
+    int n = -1;
+    CHECK_INT(B->task_claimable(f->c, "q", 1000, 16, ids, &n), 0);
+    static const char *const want[] = {"tsk_c", "tsk_b", "tsk_d", "tsk_a", "tsk_j", "tsk_i"};
+    CHECK_INT(n, 6);
+    for (int i = 0; i < n; i++)
+        CHECK_STR(ids[i], want[i]);
+    CHECK_INT(B->task_claimable(f->c, "q", 1000, 2, ids, &n), 0);
+    CHECK_INT(n, 2);
+    CHECK_STR(ids[0], "tsk_c");
+    CHECK_STR(ids[1], "tsk_b");
+    CHECK_INT(B->task_claimable(f->c, "q", 5000, 1, ids, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(ids[0], "tsk_e");
+    CHECK_INT(B->task_claimable(f->c, "nobody", 5000, 16, ids, &n), 0);
+    CHECK_INT(n, 0);
+    CHECK_INT(B->task_claimable(f->c, "q", 0, 16, ids, &n), 0);
+    CHECK_INT(n, 0);
+
+    /* next_due: the earliest queued due time strictly after now */
+    int64_t due = -1;
+    CHECK_INT(B->next_due(f->c, 1000, &due), 0);
+    CHECK_INT(due, 5000);
+    CHECK_INT(B->next_due(f->c, 5000, &due), 0);
+    CHECK_INT(due, 0);
+    CHECK_INT(B->next_due(f->c, 0, &due), 0);
+    CHECK_INT(due, 1);
+}
+
+TEST(sqlite_claimable_by_priority_then_due)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    claimable_body(&f);
+    fx_close(&f);
+}
+
+static int insert_leased(fx_t *f, const char *id, int state, int64_t expires)
+{
+    ackd_task_t t = mk(id, "q", state, 0, 1);
+    snprintf(t.lease_id, sizeof t.lease_id, "lse_%s", id);
+    t.lease_expires_at = expires;
+    int rc = B->task_insert(f->c, &t);
+    ackd_task_clear(&t);
+    return rc;
+}
+
+static void expiry_body(fx_t *f)
+{
+    int64_t at = -1;
+    CHECK_INT(B->next_expiry(f->c, &at), 0);
+    CHECK_INT(at, 0); /* none */
+    CHECK_INT(insert_leased(f, "tsk_l1", ACKD_TASK_PROCESSING, 3000), 0);
+    CHECK_INT(insert_leased(f, "tsk_l2", ACKD_TASK_PROCESSING, 2000), 0);
+    CHECK_INT(insert_leased(f, "tsk_l3", ACKD_TASK_PROCESSING, 4000), 0);
+    /* a lease left on a row that is no longer processing does not count */
+    CHECK_INT(insert_leased(f, "tsk_l4", ACKD_TASK_COMPLETED, 100), 0);
+    CHECK_INT(insert_leased(f, "tsk_l5", ACKD_TASK_QUEUED, 100), 0);
+    CHECK_INT(B->next_expiry(f->c, &at), 0);
+    CHECK_INT(at, 2000);
+
+    char ids[8][ACKD_ID_MAX];
+    int n = -1;
+    CHECK_INT(B->task_expired(f->c, 1999, 8, ids, &n), 0);
+    CHECK_INT(n, 0);
+    CHECK_INT(B->task_expired(f->c, 3000, 8, ids, &n), 0); /* <= now: expired */
+    CHECK_INT(n, 2);
+    CHECK_STR(ids[0], "tsk_l2");
+    CHECK_STR(ids[1], "tsk_l1");
+    CHECK_INT(B->task_expired(f->c, 9999, 1, ids, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(ids[0], "tsk_l2");
+}
+
+TEST(sqlite_next_expiry_and_expired)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    expiry_body(&f);
+    fx_close(&f);
+}
+
+/* --- listing and stats --- */
+
+static void list_stats_body(fx_t *f)
+{
+    CHECK_INT(insert(f, "tsk_01", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    CHECK_INT(insert(f, "tsk_02", "q", ACKD_TASK_COMPLETED, 0, 1), 0);
+    CHECK_INT(insert(f, "tsk_03", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    CHECK_INT(insert(f, "tsk_04", "r", ACKD_TASK_FAILED, 0, 1), 0);
+    ackd_task_t t = mk("tsk_05", "q", ACKD_TASK_QUEUED, 0, 1);
+    ackd_free(t.tenant);
+    t.tenant = ackd_strdup("t2");
+    t.created_at = 5;
+    CHECK_INT(B->task_insert(f->c, &t), 0);
+    ackd_task_clear(&t);
+
+    ackd_task_t out[8];
+    int n = -1;
+    ackd_task_filter_t all = {.state = -1, .limit = 8};
+    CHECK_INT(B->task_list(f->c, &all, out, &n), 0);
+    CHECK_INT(n, 5);
+    CHECK_STR(out[0].id, "tsk_05"); /* newest first */
+    CHECK_STR(out[4].id, "tsk_01");
+    for (int i = 0; i < n; i++)
+        ackd_task_clear(&out[i]);
+
+    ackd_task_filter_t fl = {.tenant = "t1", .queue = "q", .state = ACKD_TASK_QUEUED,
+                             .before_id = "tsk_03", .limit = 8};
+    CHECK_INT(B->task_list(f->c, &fl, out, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(out[0].id, "tsk_01");
+    ackd_task_clear(&out[0]);
+    fl.before_id = NULL;
+    fl.limit = 1;
+    CHECK_INT(B->task_list(f->c, &fl, out, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(out[0].id, "tsk_03");
+    ackd_task_clear(&out[0]);
+
+    ackd_queue_stats_t st;
+    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 3);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_FAILED], 0);
+    CHECK_INT(st.oldest_queued_at, 5);
+    CHECK_INT(B->queue_stats(f->c, "empty", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 0);
+    CHECK_INT(st.oldest_queued_at, 0);
+}
+
+TEST(sqlite_list_and_stats)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    list_stats_body(&f);
+    fx_close(&f);
+}
+
+/* --- attempts and purge --- */
+
+static int insert_finished(fx_t *f, const char *id, const char *queue, int state,
+                           int64_t finished)
+{
+    ackd_task_t t = mk(id, queue, state, 0, 1);
+    t.finished_at = finished;
+    t.attempts = 1;
+    int rc = B->task_insert(f->c, &t);
+    ackd_attempt_t a = {.n = 1, .started_at = 1};
+    if (rc == 0)
+        rc = B->attempt_insert(f->c, id, &a);
+    ackd_task_clear(&t);
+    return rc;
+}
+
+static void attempts_body(fx_t *f)
+{
+    CHECK_INT(insert(f, "tsk_att", "q", ACKD_TASK_PROCESSING, 0, 1), 0);
+    ackd_attempt_t a1 = {.n = 1, .started_at = 100};
+    snprintf(a1.lease_id, sizeof a1.lease_id, "lse_1");
+    ackd_attempt_t a2 = {.n = 2, .started_at = 300};
+    CHECK_INT(B->attempt_insert(f->c, "tsk_att", &a2), 0); /* out of order on purpose */
+    CHECK_INT(B->attempt_insert(f->c, "tsk_att", &a1), 0);
+    CHECK_INT(B->attempt_finish(f->c, "tsk_att", 1, 200, "retry", "{\"message\":\"x\"}"), 0);
+    ackd_attempt_t *list = NULL;
+    int n = 0;
+    CHECK_INT(B->attempt_list(f->c, "tsk_att", &list, &n), 0);
+    CHECK_INT(n, 2);
+    int ok = list[0].n == 1 && list[0].started_at == 100 && list[0].ended_at == 200 &&
+             list[0].outcome && strcmp(list[0].outcome, "retry") == 0 && list[0].error &&
+             strcmp(list[0].error, "{\"message\":\"x\"}") == 0 &&
+             strcmp(list[0].lease_id, "lse_1") == 0 && list[1].n == 2 &&
+             list[1].started_at == 300 && list[1].ended_at == 0 && list[1].outcome == NULL &&
+             list[1].error == NULL && list[1].lease_id[0] == '\0';
+    for (int i = 0; i < n; i++)
+        ackd_attempt_clear(&list[i]);
+    ackd_free(list);
+    CHECK(ok);
+    CHECK_INT(B->attempt_list(f->c, "tsk_none", &list, &n), 0);
+    CHECK_INT(n, 0);
+    ackd_free(list);
+}
+
+TEST(sqlite_attempts_roundtrip)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    attempts_body(&f);
+    fx_close(&f);
+}
+
+static bool exists(fx_t *f, const char *id)
+{
+    ackd_task_t t = {0};
+    int rc = B->task_get(f->c, id, &t);
+    ackd_task_clear(&t);
+    return rc == 0;
+}
+
+static int attempts_of(fx_t *f, const char *id)
+{
+    ackd_attempt_t *list = NULL;
+    int n = -1;
+    B->attempt_list(f->c, id, &list, &n);
+    for (int i = 0; i < n; i++)
+        ackd_attempt_clear(&list[i]);
+    ackd_free(list);
+    return n;
+}
+
+static void purge_body(fx_t *f)
+{
+    CHECK_INT(insert_finished(f, "tsk_old_done", "q", ACKD_TASK_COMPLETED, 100), 0);
+    CHECK_INT(insert_finished(f, "tsk_old_failed", "q", ACKD_TASK_FAILED, 200), 0);
+    CHECK_INT(insert_finished(f, "tsk_old_canceled", "q", ACKD_TASK_CANCELED, 300), 0);
+    CHECK_INT(insert_finished(f, "tsk_new_done", "q", ACKD_TASK_COMPLETED, 5000), 0);
+    CHECK_INT(insert_finished(f, "tsk_edge", "q", ACKD_TASK_COMPLETED, 1000), 0);
+    CHECK_INT(insert_finished(f, "tsk_old_queued", "q", ACKD_TASK_QUEUED, 0), 0);
+    CHECK_INT(insert_finished(f, "tsk_old_processing", "q", ACKD_TASK_PROCESSING, 0), 0);
+    CHECK_INT(insert_finished(f, "tsk_other_queue", "r", ACKD_TASK_COMPLETED, 100), 0);
+
+    int deleted = -1;
+    CHECK_INT(B->purge(f->c, "q", 1000, 2, &deleted), 0); /* a small batch: oldest first */
+    CHECK_INT(deleted, 2);
+    CHECK(!exists(f, "tsk_old_done"));
+    CHECK(!exists(f, "tsk_old_failed"));
+    CHECK(exists(f, "tsk_old_canceled"));
+    CHECK_INT(attempts_of(f, "tsk_old_done"), 0);
+    CHECK_INT(B->purge(f->c, "q", 1000, 100, &deleted), 0);
+    CHECK_INT(deleted, 1);
+    CHECK(!exists(f, "tsk_old_canceled"));
+    CHECK_INT(B->purge(f->c, "q", 1000, 100, &deleted), 0);
+    CHECK_INT(deleted, 0);
+    /* finished exactly at the limit, recent, unfinished, other queue: kept */
+    CHECK(exists(f, "tsk_edge"));
+    CHECK(exists(f, "tsk_new_done"));
+    CHECK(exists(f, "tsk_old_queued"));
+    CHECK(exists(f, "tsk_old_processing"));
+    CHECK(exists(f, "tsk_other_queue"));
+    CHECK_INT(attempts_of(f, "tsk_new_done"), 1);
+    CHECK_INT(attempts_of(f, "tsk_old_queued"), 1);
+}
+
+TEST(sqlite_purge_only_old_terminal)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    purge_body(&f);
+    fx_close(&f);
+}
+
+/* --- idempotency --- */
+
+static int idem_put(fx_t *f, const char *tenant, const char *key, const char *task_id,
+                    int64_t expires)
+{
+    ackd_idem_t i = {.tenant = (char *)tenant, .scope = (char *)"queue:q", .key = (char *)key,
+                     .expires_at = expires};
+    snprintf(i.fingerprint, sizeof i.fingerprint, "%064d", (int)expires);
+    snprintf(i.task_id, sizeof i.task_id, "%s", task_id);
+    return B->idem_insert(f->c, &i);
+}
+
+static void idem_body(fx_t *f)
+{
+    ackd_idem_t got;
+    memset(&got, 0, sizeof got);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k1", &got), ACKD_ENOENT);
+    CHECK_INT(idem_put(f, "t1", "k1", "tsk_1", 1000), 0);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k1", &got), 0);
+    CHECK_STR(got.task_id, "tsk_1");
+    CHECK_INT(got.expires_at, 1000);
+    char want[65];
+    snprintf(want, sizeof want, "%064d", 1000);
+    CHECK_STR(got.fingerprint, want);
+    ackd_idem_clear(&got);
+    /* the scope is (tenant, scope, key): each part separates */
+    CHECK_INT(B->idem_get(f->c, "t2", "queue:q", "k1", &got), ACKD_ENOENT);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:r", "k1", &got), ACKD_ENOENT);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k2", &got), ACKD_ENOENT);
+    /* inserting again under the same scope replaces (an expired key reused) */
+    CHECK_INT(idem_put(f, "t1", "k1", "tsk_1b", 3000), 0);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k1", &got), 0);
+    CHECK_STR(got.task_id, "tsk_1b");
+    CHECK_INT(got.expires_at, 3000);
+    CHECK_INT(idem_put(f, "t2", "k1", "tsk_2", 1500), 0);
+    CHECK_INT(idem_put(f, "t1", "k3", "tsk_3", 2000), 0);
+    /* purge deletes keys that expired before now, in batches */
+    int deleted = -1;
+    CHECK_INT(B->idem_purge(f->c, 1000, 10, &deleted), 0);
+    CHECK_INT(deleted, 0);
+    CHECK_INT(B->idem_purge(f->c, 2500, 1, &deleted), 0);
+    CHECK_INT(deleted, 1);
+    CHECK_INT(B->idem_purge(f->c, 2500, 10, &deleted), 0);
+    CHECK_INT(deleted, 1);
+    CHECK_INT(B->idem_get(f->c, "t2", "queue:q", "k1", &got), ACKD_ENOENT);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k3", &got), ACKD_ENOENT);
+    CHECK_INT(B->idem_get(f->c, "t1", "queue:q", "k1", &got), 0);
+    CHECK_STR(got.task_id, "tsk_1b");
+}
+
+TEST(sqlite_idempotency_rows)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    idem_body(&f);
+    fx_close(&f);
+}
