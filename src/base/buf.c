@@ -67,15 +67,29 @@ int ackd_buf_appendc(ackd_buf_t *b, char c)
 
 int ackd_buf_vprintf(ackd_buf_t *b, const char *fmt, va_list ap)
 {
+    /* format into the spare room first; only a line that does not fit is
+     * formatted a second time, after growing */
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap2);
     va_end(ap2);
     if (n < 0)
         return ACKD_EINVAL;
+    if ((size_t)n < room) {
+        if (b->max && b->len + (size_t)n > b->max) {
+            b->data[b->len] = '\0';
+            return ACKD_E2BIG;
+        }
+        b->len += (size_t)n;
+        return 0;
+    }
     int rc = reserve(b, (size_t)n);
-    if (rc)
+    if (rc) {
+        if (b->data)
+            b->data[b->len] = '\0';
         return rc;
+    }
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return 0;
