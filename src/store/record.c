@@ -45,3 +45,26 @@ void ackd_idem_clear(ackd_idem_t *i)
     ackd_free(i->key);
     i->tenant = i->scope = i->key = NULL;
 }
+
+void ackd_event_clear(ackd_event_t *e)
+{
+    ackd_free(e->type);
+    ackd_free(e->data);
+    e->type = e->data = NULL;
+}
+
+void ackd_delivery_clear(ackd_delivery_t *d)
+{
+    char **fields[] = {&d->url, &d->type, &d->body, &d->tenant, &d->queue, &d->last_error};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        ackd_free(*fields[i]);
+        *fields[i] = NULL;
+    }
+}
+
+void ackd_delivery_try_clear(ackd_delivery_try_t *t)
+{
+    ackd_free(t->error);
+    ackd_free(t->excerpt);
+    t->error = t->excerpt = NULL;
+}

@@ -7,6 +7,9 @@
  *
  * Schema history (PRAGMA user_version):
  *   1  tasks, attempts, idempotency and their indexes.
+ *   2  events (a task's history, for SSE), deliveries and delivery_tries
+ *      (webhooks); tasks.event_seq. Existing tasks start at event 1
+ *      (task.queued, implied by the row), so old files migrate in place.
  * A new version appends a migration to `migrations`; opening an older file
  * runs the missing ones in one transaction, a newer file is refused. */
 #include <sqlite3.h>
@@ -44,6 +47,21 @@ static const char *const migrations[] = {
     " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
     " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
     "CREATE INDEX idempotency_expiry ON idempotency(expires_at);",
+    /* 2 */
+    "ALTER TABLE tasks ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE events ("
+    " task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL,"
+    " data TEXT, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE deliveries ("
+    " id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL, url TEXT NOT NULL, type TEXT NOT NULL,"
+    " body TEXT NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL, state INTEGER NOT NULL,"
+    " tries INTEGER NOT NULL, next_at INTEGER, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, last_error TEXT) WITHOUT ROWID;"
+    "CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state = 0;"
+    "CREATE INDEX deliveries_task ON deliveries(task_id);"
+    "CREATE TABLE delivery_tries ("
+    " delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL, duration_ms INTEGER,"
+    " status INTEGER, error TEXT, excerpt TEXT, PRIMARY KEY (delivery_id, n)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -51,7 +69,11 @@ static const char *const migrations[] = {
     "id, tenant, queue, state, priority, due_at, attempts, max_attempts, timeout_ms, lease_id,"    \
     " lease_expires_at, created_at, updated_at, finished_at, deadline_at, payload, request,"       \
     " result, error, progress_pct, progress_msg, correlation_id, traceparent, callback_url,"       \
-    " idem_key, cancel_requested"
+    " idem_key, cancel_requested, event_seq"
+
+#define DLV_COLS                                                                                   \
+    "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
+    " last_error"
 
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -59,6 +81,8 @@ enum {
     S_STATS_COUNTS, S_STATS_OLDEST, S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
     S_ATT_INSERT, S_ATT_FINISH, S_ATT_LIST,
     S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
+    S_EV_INSERT, S_EV_LIST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
+    S_DLV_INSERT, S_DLV_GET, S_DLV_UPDATE, S_DLV_DUE, S_DLV_LIST, S_TRY_INSERT, S_TRY_LIST,
     S_COUNT
 };
 
@@ -67,17 +91,19 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_TASK_INSERT] = "INSERT INTO tasks (" TASK_COLS ") VALUES "
-                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
     [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
                       " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
-                      " cancel_requested=?14, timeout_ms=?15 WHERE id = ?1",
+                      " cancel_requested=?14, timeout_ms=?15, event_seq=?16 WHERE id = ?1",
     [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
                     " ORDER BY priority DESC, due_at LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
                   " ORDER BY lease_expires_at LIMIT ?",
-    [S_NEXT_DUE] = "SELECT MIN(due_at) FROM tasks WHERE state = 0 AND due_at > ?",
+    [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"
+                   " due_at > ?1 UNION ALL SELECT MIN(next_at) FROM deliveries WHERE state = 0"
+                   " AND next_at > ?1)",
     [S_NEXT_EXPIRY] = "SELECT MIN(lease_expires_at) FROM tasks WHERE state = 1",
     [S_STATS_COUNTS] = "SELECT state, COUNT(*) FROM tasks WHERE queue = ? GROUP BY state",
     [S_STATS_OLDEST] = "SELECT MIN(created_at) FROM tasks WHERE queue = ? AND state = 0",
@@ -95,6 +121,26 @@ static const char *const sql[S_COUNT] = {
                    " WHERE tenant = ? AND scope = ? AND key = ?",
     [S_IDEM_INSERT] = "INSERT OR REPLACE INTO idempotency (tenant, scope, key, fingerprint,"
                       " task_id, expires_at) VALUES (?,?,?,?,?,?)",
+    [S_EV_INSERT] = "INSERT INTO events (task_id, seq, type, at, data) VALUES (?,?,?,?,?)",
+    [S_EV_LIST] = "SELECT seq, type, at, data FROM events WHERE task_id = ? AND seq > ?"
+                  " ORDER BY seq LIMIT ?",
+    [S_PURGE_EVENTS] = "DELETE FROM events WHERE task_id = ?",
+    [S_PURGE_TRIES] = "DELETE FROM delivery_tries WHERE delivery_id IN"
+                      " (SELECT id FROM deliveries WHERE task_id = ?)",
+    [S_PURGE_DELIVERIES] = "DELETE FROM deliveries WHERE task_id = ?",
+    [S_DLV_INSERT] = "INSERT INTO deliveries (id, task_id, url, type, body, tenant, queue, state,"
+                     " tries, next_at, created_at, updated_at, last_error)"
+                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [S_DLV_GET] = "SELECT " DLV_COLS " FROM deliveries WHERE id = ?",
+    [S_DLV_UPDATE] = "UPDATE deliveries SET state = ?2, tries = ?3, next_at = ?4, updated_at = ?5,"
+                     " last_error = ?6 WHERE id = ?1",
+    [S_DLV_DUE] = "SELECT id FROM deliveries WHERE state = 0 AND next_at <= ? ORDER BY next_at"
+                  " LIMIT ?",
+    [S_DLV_LIST] = "SELECT " DLV_COLS " FROM deliveries WHERE task_id = ? ORDER BY created_at, id",
+    [S_TRY_INSERT] = "INSERT INTO delivery_tries (delivery_id, n, at, duration_ms, status, error,"
+                     " excerpt) VALUES (?,?,?,?,?,?,?)",
+    [S_TRY_LIST] = "SELECT n, at, duration_ms, status, error, excerpt FROM delivery_tries"
+                   " WHERE delivery_id = ? ORDER BY n",
     [S_IDEM_PURGE] = "DELETE FROM idempotency WHERE (tenant, scope, key) IN (SELECT tenant, scope,"
                      " key FROM idempotency WHERE expires_at < ? LIMIT ?)",
 };
@@ -300,6 +346,7 @@ static int sq_task_insert(ackd_store_conn_t *c, const ackd_task_t *t)
     bind_text(s, i++, t->callback_url);
     bind_text(s, i++, t->idem_key);
     sqlite3_bind_int(s, i++, t->cancel_requested);
+    sqlite3_bind_int(s, i++, t->event_seq > 0 ? t->event_seq : 1);
     return exec_stmt(c, s, "task insert");
 }
 
@@ -334,6 +381,7 @@ static void read_task(sqlite3_stmt *s, ackd_task_t *t)
     t->callback_url = col_text(s, i++);
     t->idem_key = col_text(s, i++);
     t->cancel_requested = sqlite3_column_int(s, i++) != 0;
+    t->event_seq = sqlite3_column_int(s, i++);
 }
 
 static int sq_task_get(ackd_store_conn_t *c, const char *id, ackd_task_t *out)
@@ -375,6 +423,7 @@ static int sq_task_update(ackd_store_conn_t *c, const ackd_task_t *t)
     bind_text(s, 13, t->progress_msg);
     sqlite3_bind_int(s, 14, t->cancel_requested);
     sqlite3_bind_int64(s, 15, t->timeout_ms);
+    sqlite3_bind_int(s, 16, t->event_seq > 0 ? t->event_seq : 1);
     return exec_stmt(c, s, "task update");
 }
 
@@ -503,14 +552,17 @@ static int sq_purge(ackd_store_conn_t *c, const char *queue, int64_t before, int
         sqlite3_bind_int(s, 3, limit);
         rc = collect_ids(c, s, limit, ids, &n, "purge select");
     }
+    static const int cascade[] = {S_PURGE_ATTEMPTS, S_PURGE_EVENTS, S_PURGE_TRIES,
+                                  S_PURGE_DELIVERIES, S_PURGE_TASK};
     for (int i = 0; rc == 0 && i < n; i++) {
-        sqlite3_stmt *d = stmt(c, S_PURGE_ATTEMPTS);
-        bind_text(d, 1, ids[i]);
-        rc = exec_stmt(c, d, "purge attempts");
-        if (rc == 0) {
-            d = stmt(c, S_PURGE_TASK);
-            bind_text(d, 1, ids[i]);
-            rc = exec_stmt(c, d, "purge task");
+        for (size_t k = 0; rc == 0 && k < sizeof cascade / sizeof cascade[0]; k++) {
+            sqlite3_stmt *d = stmt(c, cascade[k]);
+            if (!d)
+                rc = ACKD_EIO;
+            else {
+                bind_text(d, 1, ids[i]);
+                rc = exec_stmt(c, d, sql[cascade[k]]);
+            }
         }
     }
     ackd_free(ids);
@@ -627,6 +679,196 @@ static int sq_idem_purge(ackd_store_conn_t *c, int64_t now, int limit, int *dele
     return rc;
 }
 
+/* --- events --- */
+
+static int sq_event_insert(ackd_store_conn_t *c, const char *task_id, const ackd_event_t *e)
+{
+    sqlite3_stmt *s = stmt(c, S_EV_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, task_id);
+    sqlite3_bind_int(s, 2, e->seq);
+    bind_text(s, 3, e->type);
+    sqlite3_bind_int64(s, 4, e->at);
+    bind_text(s, 5, e->data);
+    return exec_stmt(c, s, "event insert");
+}
+
+static int sq_event_list(ackd_store_conn_t *c, const char *task_id, int after, int limit,
+                         ackd_event_t **out, int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_EV_LIST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, task_id);
+    sqlite3_bind_int(s, 2, after);
+    sqlite3_bind_int(s, 3, limit);
+    int cap = 0, rc;
+    *n = 0;
+    *out = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        ackd_event_t *e = &(*out)[(*n)++];
+        e->seq = sqlite3_column_int(s, 0);
+        e->type = col_text(s, 1);
+        e->at = sqlite3_column_int64(s, 2);
+        e->data = col_text(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, "event list");
+}
+
+/* --- deliveries --- */
+
+static int sq_delivery_insert(ackd_store_conn_t *c, const ackd_delivery_t *d)
+{
+    sqlite3_stmt *s = stmt(c, S_DLV_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    int i = 1;
+    bind_text(s, i++, d->id);
+    bind_text(s, i++, d->task_id);
+    bind_text(s, i++, d->url);
+    bind_text(s, i++, d->type);
+    bind_text(s, i++, d->body);
+    bind_text(s, i++, d->tenant);
+    bind_text(s, i++, d->queue);
+    sqlite3_bind_int(s, i++, d->state);
+    sqlite3_bind_int(s, i++, d->tries);
+    bind_time(s, i++, d->next_at);
+    sqlite3_bind_int64(s, i++, d->created_at);
+    sqlite3_bind_int64(s, i++, d->updated_at);
+    bind_text(s, i++, d->last_error);
+    return exec_stmt(c, s, "delivery insert");
+}
+
+static void read_delivery(sqlite3_stmt *s, ackd_delivery_t *d)
+{
+    int i = 0;
+    memset(d, 0, sizeof *d);
+    col_id(s, i++, d->id);
+    col_id(s, i++, d->task_id);
+    d->url = col_text(s, i++);
+    d->type = col_text(s, i++);
+    d->body = col_text(s, i++);
+    d->tenant = col_text(s, i++);
+    d->queue = col_text(s, i++);
+    d->state = sqlite3_column_int(s, i++);
+    d->tries = sqlite3_column_int(s, i++);
+    d->next_at = sqlite3_column_int64(s, i++);
+    d->created_at = sqlite3_column_int64(s, i++);
+    d->updated_at = sqlite3_column_int64(s, i++);
+    d->last_error = col_text(s, i++);
+}
+
+static int sq_delivery_get(ackd_store_conn_t *c, const char *id, ackd_delivery_t *out)
+{
+    sqlite3_stmt *s = stmt(c, S_DLV_GET);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_delivery(s, out);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? ACKD_ENOENT : fail(c, "delivery get");
+}
+
+static int sq_delivery_update(ackd_store_conn_t *c, const ackd_delivery_t *d)
+{
+    sqlite3_stmt *s = stmt(c, S_DLV_UPDATE);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, d->id);
+    sqlite3_bind_int(s, 2, d->state);
+    sqlite3_bind_int(s, 3, d->tries);
+    bind_time(s, 4, d->next_at);
+    sqlite3_bind_int64(s, 5, d->updated_at);
+    bind_text(s, 6, d->last_error);
+    return exec_stmt(c, s, "delivery update");
+}
+
+static int sq_delivery_due(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                           int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_DLV_DUE);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, limit);
+    return collect_ids(c, s, limit, ids, n, "delivery due");
+}
+
+static int sq_delivery_list(ackd_store_conn_t *c, const char *task_id, ackd_delivery_t **out,
+                            int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_DLV_LIST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, task_id);
+    int cap = 0, rc;
+    *n = 0;
+    *out = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 4;
+            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        read_delivery(s, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, "delivery list");
+}
+
+static int sq_delivery_try_insert(ackd_store_conn_t *c, const char *delivery_id,
+                                  const ackd_delivery_try_t *t)
+{
+    sqlite3_stmt *s = stmt(c, S_TRY_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, delivery_id);
+    sqlite3_bind_int(s, 2, t->n);
+    sqlite3_bind_int64(s, 3, t->at);
+    sqlite3_bind_int64(s, 4, t->duration_ms);
+    if (t->status)
+        sqlite3_bind_int(s, 5, t->status);
+    else
+        sqlite3_bind_null(s, 5);
+    bind_text(s, 6, t->error);
+    bind_text(s, 7, t->excerpt);
+    return exec_stmt(c, s, "delivery try insert");
+}
+
+static int sq_delivery_try_list(ackd_store_conn_t *c, const char *delivery_id,
+                                ackd_delivery_try_t **out, int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_TRY_LIST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, delivery_id);
+    int cap = 0, rc;
+    *n = 0;
+    *out = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        ackd_delivery_try_t *t = &(*out)[(*n)++];
+        t->n = sqlite3_column_int(s, 0);
+        t->at = sqlite3_column_int64(s, 1);
+        t->duration_ms = sqlite3_column_int64(s, 2);
+        t->status = sqlite3_column_int(s, 3);
+        t->error = col_text(s, 4);
+        t->excerpt = col_text(s, 5);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, "delivery try list");
+}
+
 const ackd_store_backend_t ackd_store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -650,4 +892,13 @@ const ackd_store_backend_t ackd_store_sqlite = {
     .idem_get = sq_idem_get,
     .idem_insert = sq_idem_insert,
     .idem_purge = sq_idem_purge,
+    .event_insert = sq_event_insert,
+    .event_list = sq_event_list,
+    .delivery_insert = sq_delivery_insert,
+    .delivery_get = sq_delivery_get,
+    .delivery_update = sq_delivery_update,
+    .delivery_due = sq_delivery_due,
+    .delivery_list = sq_delivery_list,
+    .delivery_try_insert = sq_delivery_try_insert,
+    .delivery_try_list = sq_delivery_try_list,
 };

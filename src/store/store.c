@@ -28,7 +28,6 @@
 enum { W_NONE = 0, W_PARKED, W_WATCHING };
 
 #define WATCH_BUCKETS_MIN 1024
-#define MAX_QUEUES_PARKED 256
 
 typedef struct {
     char *queue;
@@ -52,8 +51,8 @@ struct ackd_store {
     ackd_store_op_t *in_head, *in_tail;
     bool stop;
     /* parked claims by queue */
-    parked_list_t parked[MAX_QUEUES_PARKED];
-    int nparked_queues;
+    parked_list_t *parked;     /* one per queue that ever had a parked claim */
+    int nparked_queues, cap_parked;
     /* watches: chained hash on task id */
     ackd_store_op_t **watch_buckets;
     size_t nbuckets, nwatches;
@@ -154,8 +153,13 @@ static parked_list_t *parked_list(ackd_store_t *s, const char *queue, bool creat
     for (int i = 0; i < s->nparked_queues; i++)
         if (strcmp(s->parked[i].queue, queue) == 0)
             return &s->parked[i];
-    if (!create || s->nparked_queues == MAX_QUEUES_PARKED)
+    if (!create)
         return NULL;
+    if (s->nparked_queues == s->cap_parked) {
+        /* grows under the lock; nobody keeps a list pointer across it */
+        s->cap_parked = s->cap_parked ? s->cap_parked * 2 : 16;
+        s->parked = ackd_realloc(s->parked, (size_t)s->cap_parked * sizeof *s->parked);
+    }
     parked_list_t *l = &s->parked[s->nparked_queues++];
     l->queue = ackd_strdup(queue);
     l->head = l->tail = NULL;
@@ -446,7 +450,11 @@ static void rerun_watch(ackd_store_t *s, ackd_store_op_t *op)
     reset_effects(op);
     op->now = ackd_now_ms();
     op->rc = op->apply(op, s->b, s->wconn);
-    if (op->watch && op->rc == 0 && !op->parked_expired) {
+    if (op->watch && op->rc == 0) {
+        /* apply decides whether a wait that ran out ends the watch (long
+         * polls) or goes on (streams, which send a heartbeat) */
+        if (op->wake)
+            op->wake(op);
         pthread_mutex_lock(&s->lock);
         watch_add(s, op);
         pthread_mutex_unlock(&s->lock);
@@ -582,6 +590,8 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
             op->next = reparks;
             reparks = op;
         } else if (op->watch && op->rc == 0) {
+            if (op->wake)
+                op->wake(op); /* a stream's first events (its apply only reads) */
             op->next = watchers;
             watchers = op;
         } else {
@@ -822,6 +832,7 @@ void ackd_store_close(ackd_store_t *s)
     s->b->close(s->wconn);
     for (int i = 0; i < s->nparked_queues; i++)
         ackd_free(s->parked[i].queue);
+    ackd_free(s->parked);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->rlock);

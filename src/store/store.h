@@ -66,6 +66,7 @@ typedef struct {
     char *callback_url;
     char *idem_key;
     bool cancel_requested;
+    int event_seq;             /* number of the task's last event; 1 is task.queued */
 } ackd_task_t;
 
 typedef struct {
@@ -75,6 +76,41 @@ typedef struct {
     char *error;               /* JSON or NULL */
     char lease_id[ACKD_ID_MAX];
 } ackd_attempt_t;
+
+/* One event of a task's history (SSE, timelines). Event 1, task.queued, is
+ * not stored: it is the task's creation. */
+typedef struct {
+    int seq;
+    char *type;                /* "task.processing", "task.progress", ... */
+    int64_t at;
+    char *data;                /* JSON */
+} ackd_event_t;
+
+/* A webhook message and the obligation to deliver it. */
+enum { ACKD_DELIVERY_PENDING = 0, ACKD_DELIVERY_DELIVERED = 1, ACKD_DELIVERY_FAILED = 2 };
+
+typedef struct {
+    char id[ACKD_ID_MAX];      /* msg_...: the webhook-id, the same on every try */
+    char task_id[ACKD_ID_MAX];
+    char *url;
+    char *type;                /* "task.completed", ... */
+    char *body;                /* JSON, fixed at creation so every try signs the same bytes */
+    char *tenant, *queue;
+    int state;                 /* ACKD_DELIVERY_* */
+    int tries;
+    int64_t next_at;           /* pending: when the next try may start */
+    int64_t created_at, updated_at;
+    char *last_error;
+} ackd_delivery_t;
+
+typedef struct {
+    int n;
+    int64_t at;
+    int64_t duration_ms;
+    int status;                /* 0: no answer */
+    char *error;
+    char *excerpt;             /* the start of the receiver's answer */
+} ackd_delivery_try_t;
 
 typedef struct {
     char *tenant, *scope, *key;
@@ -100,6 +136,9 @@ typedef struct {
 void ackd_task_clear(ackd_task_t *t);
 void ackd_attempt_clear(ackd_attempt_t *a);
 void ackd_idem_clear(ackd_idem_t *i);
+void ackd_event_clear(ackd_event_t *e);
+void ackd_delivery_clear(ackd_delivery_t *d);
+void ackd_delivery_try_clear(ackd_delivery_try_t *t);
 const char *ackd_task_state_name(int state);
 /* "queued" -> ACKD_TASK_QUEUED; -1 when unknown. */
 int ackd_task_state_parse(const char *s);
@@ -132,12 +171,14 @@ typedef struct {
     /* Ids of processing tasks whose lease expired at `now`. */
     int (*task_expired)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
                         int *n);
-    /* Earliest future due time of a queued task / lease expiry; 0 if none. */
+    /* Earliest future due time of a queued task or a pending delivery / lease
+     * expiry; 0 if none. */
     int (*next_due)(ackd_store_conn_t *c, int64_t now, int64_t *due_at);
     int (*next_expiry)(ackd_store_conn_t *c, int64_t *expires_at);
     int (*task_list)(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n);
     int (*queue_stats)(ackd_store_conn_t *c, const char *queue, ackd_queue_stats_t *out);
-    /* Deletes up to `limit` terminal tasks of `queue` finished before `before`. */
+    /* Deletes up to `limit` terminal tasks of `queue` finished before `before`,
+     * with their attempts, events and deliveries. */
     int (*purge)(ackd_store_conn_t *c, const char *queue, int64_t before, int limit, int *deleted);
 
     int (*attempt_insert)(ackd_store_conn_t *c, const char *task_id, const ackd_attempt_t *a);
@@ -151,6 +192,25 @@ typedef struct {
                     ackd_idem_t *out);
     int (*idem_insert)(ackd_store_conn_t *c, const ackd_idem_t *i);
     int (*idem_purge)(ackd_store_conn_t *c, int64_t now, int limit, int *deleted);
+
+    int (*event_insert)(ackd_store_conn_t *c, const char *task_id, const ackd_event_t *e);
+    /* Events with seq > after, oldest first, at most limit; *out malloc'd. */
+    int (*event_list)(ackd_store_conn_t *c, const char *task_id, int after, int limit,
+                      ackd_event_t **out, int *n);
+
+    int (*delivery_insert)(ackd_store_conn_t *c, const ackd_delivery_t *d);
+    int (*delivery_get)(ackd_store_conn_t *c, const char *id, ackd_delivery_t *out);
+    /* Writes state, tries, next_at, updated_at, last_error. */
+    int (*delivery_update)(ackd_store_conn_t *c, const ackd_delivery_t *d);
+    /* Ids of pending deliveries due at `now`, oldest due first. */
+    int (*delivery_due)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                        int *n);
+    /* A task's deliveries, oldest first; *out malloc'd. */
+    int (*delivery_list)(ackd_store_conn_t *c, const char *task_id, ackd_delivery_t **out, int *n);
+    int (*delivery_try_insert)(ackd_store_conn_t *c, const char *delivery_id,
+                               const ackd_delivery_try_t *t);
+    int (*delivery_try_list)(ackd_store_conn_t *c, const char *delivery_id,
+                             ackd_delivery_try_t **out, int *n);
 } ackd_store_backend_t;
 
 extern const ackd_store_backend_t ackd_store_sqlite;
@@ -176,6 +236,9 @@ struct ackd_store_op {
     const char *park_queue;    /* set by apply to park; NULL: finished */
     int64_t park_until;        /* ms since the epoch */
     bool parked_expired;       /* set when done runs because the wait ran out */
+    /* streaming watches (SSE): called on the committer thread after each
+     * re-run of apply that keeps watching; NULL for plain long polls */
+    ackd_store_done_fn wake;
     /* watching (long polls): set by apply to wait; apply runs again (outside
      * a transaction) when task `watch_id` changes, or at watch_until with
      * parked_expired set; done runs once apply no longer asks to watch */

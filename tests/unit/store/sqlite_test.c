@@ -100,9 +100,11 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-static void open_creates_schema_v1_body(fx_t *f)
+#define CURRENT_SCHEMA 2
+
+static void open_creates_schema_body(fx_t *f)
 {
-    CHECK_INT(user_version(f->path), 1);
+    CHECK_INT(user_version(f->path), CURRENT_SCHEMA);
     /* the tables exist: an empty read succeeds */
     ackd_task_t t = {0};
     CHECK_INT(B->task_get(f->c, "tsk_none", &t), ACKD_ENOENT);
@@ -111,7 +113,7 @@ static void open_creates_schema_v1_body(fx_t *f)
     f->c = NULL;
     /* reopening an up-to-date file changes nothing and keeps the rows */
     CHECK_INT(B->open(f->path, true, true, &f->c, f->err, sizeof f->err), 0);
-    CHECK_INT(user_version(f->path), 1);
+    CHECK_INT(user_version(f->path), CURRENT_SCHEMA);
     CHECK_INT(B->task_get(f->c, "tsk_a", &t), 0);
     CHECK_STR(t.queue, "q");
     ackd_task_clear(&t);
@@ -128,11 +130,11 @@ static void open_creates_schema_v1_body(fx_t *f)
     CHECK(rc < 0);
 }
 
-TEST(sqlite_open_creates_schema_v1)
+TEST(sqlite_open_creates_current_schema)
 {
     fx_t f;
     CHECK_INT(fx_open(&f), 0);
-    open_creates_schema_v1_body(&f);
+    open_creates_schema_body(&f);
     fx_close(&f);
 }
 
@@ -157,6 +159,61 @@ TEST(sqlite_newer_schema_refused)
     CHECK(mkdtemp(f.dir) != NULL);
     snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
     newer_schema_refused_body(&f);
+    fx_close(&f);
+}
+
+/* A file written by schema version 1 (the DDL as version 1 shipped it). */
+static const char schema_v1[] =
+    "CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
+    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+    " lease_id TEXT, lease_expires_at INTEGER, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, finished_at INTEGER, deadline_at INTEGER, payload TEXT,"
+    " request TEXT, result TEXT, error TEXT, progress_pct INTEGER, progress_msg TEXT,"
+    " correlation_id TEXT, traceparent TEXT, callback_url TEXT, idem_key TEXT,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE attempts (task_id TEXT NOT NULL, n INTEGER NOT NULL, started_at INTEGER NOT NULL,"
+    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT, PRIMARY KEY (task_id, n))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE idempotency (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
+    "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
+    " timeout_ms, created_at, updated_at, payload) VALUES ('tsk_old', 't1', 'q', 2, 0, 5, 1, 3,"
+    " 0, 5, 6, '{\"v\":1}');"
+    "PRAGMA user_version = 1;";
+
+static void migrates_v1_body(fx_t *f)
+{
+    CHECK_INT(exec_sql(f->path, schema_v1), SQLITE_OK);
+    CHECK_INT(B->open(f->path, true, true, &f->c, f->err, sizeof f->err), 0);
+    CHECK_INT(user_version(f->path), CURRENT_SCHEMA);
+    ackd_task_t t = {0};
+    CHECK_INT(B->task_get(f->c, "tsk_old", &t), 0);
+    CHECK_STR(t.payload, "{\"v\":1}");
+    CHECK_INT(t.state, ACKD_TASK_COMPLETED);
+    CHECK_INT(t.event_seq, 1); /* old tasks start at their implied task.queued */
+    ackd_task_clear(&t);
+    /* the new tables work */
+    ackd_event_t e = {.seq = 2, .type = "task.processing", .at = 7, .data = "{}"};
+    CHECK_INT(B->event_insert(f->c, "tsk_old", &e), 0);
+    ackd_event_t *evs = NULL;
+    int n = 0;
+    CHECK_INT(B->event_list(f->c, "tsk_old", 1, 10, &evs, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(evs[0].type, "task.processing");
+    ackd_event_clear(&evs[0]);
+    ackd_free(evs);
+}
+
+TEST(sqlite_migrates_schema_v1_in_place)
+{
+    fx_t f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
+    CHECK(mkdtemp(f.dir) != NULL);
+    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    migrates_v1_body(&f);
     fx_close(&f);
 }
 
