@@ -15,6 +15,10 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "queue/retry.h"
+#include "queue/fingerprint.h"
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 
 #define EXPIRE_BATCH 256
 #define PURGE_BATCH 500
@@ -24,6 +28,7 @@
 struct ackd_tq {
     ackd_store_t *store;
     const ackd_config_t *cfg;
+    unsigned char token_key[32]; /* signs progress tokens; made at start-up */
 };
 
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
@@ -183,6 +188,77 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
     return 0;
 }
 
+/* --- events and webhooks --- */
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[32];
+    if (ms <= 0)
+        return json_null();
+    ackd_time_format(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+static json_t *stored_json(const char *text)
+{
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return j ? j : json_null();
+}
+
+/* Appends an event to the task's history; the caller writes the task after
+ * (event_seq is part of the row). data is stolen. */
+static int add_event(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                     ackd_task_t *t, const char *type, json_t *data)
+{
+    if (t->event_seq < 1)
+        t->event_seq = 1;
+    t->event_seq++;
+    json_object_set_new(data, "task_id", json_string(t->id));
+    char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ackd_event_t e = {.seq = t->event_seq, .type = (char *)type, .at = op->base.now, .data = text};
+    int rc = b->event_insert(c, t->id, &e);
+    free(text);
+    json_decref(data);
+    return rc;
+}
+
+static const char *terminal_event(int state)
+{
+    return state == ACKD_TASK_COMPLETED ? "task.completed"
+           : state == ACKD_TASK_FAILED  ? "task.failed"
+                                        : "task.canceled";
+}
+
+/* The obligation to deliver the outcome, in the transaction that ends the
+ * task: a restart cannot lose it. */
+static int add_delivery(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                        const ackd_task_t *t)
+{
+    ackd_store_op_t *s = &op->base;
+    const char *type = terminal_event(t->state);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "type", type,
+                             "task_id", t->id, "queue", t->queue, "status",
+                             ackd_task_state_name(t->state), "attempts", t->attempts, "result",
+                             stored_json(t->result), "error", stored_json(t->error),
+                             "correlation_id",
+                             t->correlation_id ? json_string(t->correlation_id) : json_null(),
+                             "timestamp", time_json(s->now));
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    ackd_delivery_t d = {.url = t->callback_url, .type = (char *)type, .body = text,
+                         .tenant = t->tenant, .queue = t->queue, .state = ACKD_DELIVERY_PENDING,
+                         .next_at = s->now, .created_at = s->now, .updated_at = s->now};
+    ackd_id_new("msg_", d.id);
+    memcpy(d.task_id, t->id, ACKD_ID_MAX);
+    int rc = b->delivery_insert(c, &d);
+    free(text);
+    if (!s->woke_queue)
+        s->woke_queue = ACKD_TQ_WEBHOOK_QUEUE;
+    else if (strcmp(s->woke_queue, ACKD_TQ_WEBHOOK_QUEUE) != 0)
+        s->woke_all = true;
+    return rc;
+}
+
 /* --- claim --- */
 
 static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
@@ -199,7 +275,10 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     ackd_id_new("lse_", t->lease_id);
     t->lease_expires_at = s->now + lease;
     t->updated_at = s->now;
-    rc = b->task_update(c, t);
+    rc = add_event(op, b, c, t, "task.processing",
+                   json_pack("{s:s, s:i}", "status", "processing", "attempt", t->attempts));
+    if (rc == 0)
+        rc = b->task_update(c, t);
     if (rc == 0) {
         ackd_attempt_t a = {.n = t->attempts, .started_at = s->now};
         memcpy(a.lease_id, t->lease_id, sizeof a.lease_id);
@@ -229,16 +308,36 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
         return 0;
     }
     op->tasks = ackd_calloc((size_t)n, sizeof *op->tasks);
+    ackd_free(s->changed_more);
+    s->changed_more = ackd_calloc((size_t)n, ACKD_ID_MAX); /* their streams get task.processing */
     for (int i = 0; i < n; i++) {
         rc = claim_one(op, b, c, ids[i], &op->tasks[op->ntasks]);
         op->ntasks++;
         if (rc)
             return rc;
+        memcpy(s->changed_more[s->nchanged_more++], ids[i], ACKD_ID_MAX);
     }
     return 0;
 }
 
 /* --- worker calls on a leased task --- */
+
+/* Records a progress report: an event, the row, and a wake-up for streams. */
+static int progress_changed(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_task_t *t = &op->task;
+    if (op->progress_pct >= 0 || op->progress_msg) {
+        json_t *progress = json_pack(
+            "{s:o, s:o}", "percent", t->progress_pct >= 0 ? json_integer(t->progress_pct) : json_null(),
+            "message", t->progress_msg ? json_string(t->progress_msg) : json_null());
+        int rc = add_event(op, b, c, t, "task.progress",
+                           json_pack("{s:s, s:o}", "status", "processing", "progress", progress));
+        if (rc)
+            return rc;
+        memcpy(op->base.changed_id, t->id, ACKD_ID_MAX);
+    }
+    return b->task_update(c, t);
+}
 
 static int apply_heartbeat(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
@@ -260,14 +359,17 @@ static int apply_heartbeat(ackd_store_op_t *s, const ackd_store_backend_t *b, ac
         t->progress_msg = ackd_strdup(op->progress_msg);
     }
     s->expiry_hint = t->lease_expires_at;
-    return b->task_update(c, t);
+    return progress_changed(op, b, c);
 }
 
+/* Moves the task to `state`, with its event (and for an end, the webhook
+ * obligation), then writes it. */
 static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
                   int state, const char *outcome)
 {
     ackd_store_op_t *s = &op->base;
     ackd_task_t *t = &op->task;
+    int was = t->state;
     t->state = state;
     t->lease_id[0] = '\0';
     t->lease_expires_at = 0;
@@ -275,7 +377,28 @@ static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_co
     if (ACKD_TASK_TERMINAL(state))
         t->finished_at = s->now;
     memcpy(s->changed_id, t->id, ACKD_ID_MAX);
-    int rc = b->task_update(c, t);
+    int rc;
+    if (ACKD_TASK_TERMINAL(state)) {
+        json_t *data = json_pack("{s:s, s:i}", "status", ackd_task_state_name(state), "attempts",
+                                 t->attempts);
+        if (state == ACKD_TASK_COMPLETED)
+            json_object_set_new(data, "result", stored_json(t->result));
+        else
+            json_object_set_new(data, "error", stored_json(t->error));
+        rc = add_event(op, b, c, t, terminal_event(state), data);
+        if (rc == 0 && t->callback_url)
+            rc = add_delivery(op, b, c, t);
+    } else if (was == ACKD_TASK_PROCESSING) {
+        rc = add_event(op, b, c, t, "task.retrying",
+                       json_pack("{s:s, s:i, s:o, s:o}", "status", "queued", "attempt",
+                                 t->attempts, "error", stored_json(t->error), "next_attempt_at",
+                                 time_json(t->due_at)));
+    } else {
+        rc = add_event(op, b, c, t, "task.queued", json_pack("{s:s}", "status", "queued"));
+    }
+    if (rc)
+        return rc;
+    rc = b->task_update(c, t);
     if (rc == 0 && outcome && t->attempts > 0)
         rc = b->attempt_finish(c, t->id, t->attempts, s->now, outcome, op->error);
     return rc;
@@ -418,6 +541,208 @@ static int apply_stats(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
     return 0;
 }
 
+/* --- events (SSE) and progress --- */
+
+#define SSE_HEARTBEAT_MS 15000
+#define EVENTS_PAGE 500
+
+/* Reads the events after op->after; keeps watching while the task runs.
+ * Event 1 (task.queued) is the task's creation and is made up here. */
+static int apply_events(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    for (int i = 0; i < op->nevents; i++)
+        ackd_event_clear(&op->events[i]);
+    ackd_free(op->events);
+    op->events = NULL;
+    op->nevents = 0;
+    op->heartbeat = false;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    ackd_event_t *stored = NULL;
+    int n = 0;
+    rc = b->event_list(c, op->id, op->after > 1 ? op->after : 1, EVENTS_PAGE, &stored, &n);
+    if (rc)
+        return rc;
+    int first = op->after < 1;
+    op->events = ackd_calloc((size_t)n + 1, sizeof *op->events);
+    if (first) {
+        json_t *data = json_pack("{s:s, s:s, s:s}", "task_id", op->task.id, "status", "queued",
+                                 "queue", op->task.queue);
+        char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        op->events[0] = (ackd_event_t){.seq = 1, .type = ackd_strdup("task.queued"),
+                                       .at = op->task.created_at, .data = ackd_strdup(text)};
+        free(text);
+        json_decref(data);
+        op->nevents = 1;
+    }
+    for (int i = 0; i < n; i++)
+        op->events[op->nevents++] = stored[i];
+    ackd_free(stored);
+    if (op->nevents)
+        op->after = op->events[op->nevents - 1].seq;
+    else if (s->parked_expired)
+        op->heartbeat = true;
+    bool done = ACKD_TASK_TERMINAL(op->task.state) && op->after >= op->task.event_seq;
+    if (!done && op->wait_until > 0 && !op->stop) {
+        s->watch = true;
+        memcpy(s->watch_id, op->id, ACKD_ID_MAX);
+        s->watch_until = s->now + SSE_HEARTBEAT_MS;
+    }
+    return 0;
+}
+
+void ackd_tq_progress_token(const ackd_tq_t *tq, const char *task_id, const char *lease_id,
+                            char out[65])
+{
+    unsigned char md[32];
+    unsigned len = sizeof md;
+    char msg[2 * ACKD_ID_MAX + 2];
+    int n = snprintf(msg, sizeof msg, "%s.%s", task_id, lease_id);
+    HMAC(EVP_sha256(), tq->token_key, sizeof tq->token_key, (const unsigned char *)msg,
+         (size_t)n, md, &len);
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int apply_progress(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    ackd_task_t *t = &op->task;
+    char expected[65];
+    ackd_tq_progress_token(op->tq, t->id, t->lease_id, expected);
+    if (t->state != ACKD_TASK_PROCESSING || strlen(op->token) != 64 ||
+        CRYPTO_memcmp(expected, op->token, 64) != 0)
+        return deny(op, ACKD_ECONFLICT, "the progress token is not valid for the running attempt");
+    if (op->progress_pct >= 0)
+        t->progress_pct = op->progress_pct;
+    if (op->progress_msg) {
+        ackd_free(t->progress_msg);
+        t->progress_msg = ackd_strdup(op->progress_msg);
+    }
+    t->updated_at = s->now;
+    return progress_changed(op, b, c);
+}
+
+/* --- webhooks --- */
+
+static int apply_deliveries(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    rc = b->delivery_list(c, op->id, &op->deliveries, &op->ndeliveries);
+    if (rc || op->ndeliveries == 0)
+        return rc;
+    op->tries = ackd_calloc((size_t)op->ndeliveries, sizeof *op->tries);
+    op->ntries = ackd_calloc((size_t)op->ndeliveries, sizeof *op->ntries);
+    for (int i = 0; i < op->ndeliveries && rc == 0; i++)
+        rc = b->delivery_try_list(c, op->deliveries[i].id, &op->tries[i], &op->ntries[i]);
+    return rc;
+}
+
+static int apply_redeliver(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    int rc = load(op, b, c);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (!ACKD_TASK_TERMINAL(op->task.state))
+        return deny(op, ACKD_ECONFLICT, "the task has not finished: there is nothing to deliver");
+    rc = b->delivery_list(c, op->id, &op->deliveries, &op->ndeliveries);
+    if (rc)
+        return rc;
+    if (op->ndeliveries == 0) {
+        if (!op->task.callback_url)
+            return deny(op, ACKD_ECONFLICT, "the task has no callback URL");
+        return add_delivery(op, b, c, &op->task);
+    }
+    /* the last message goes out again, with the same webhook-id */
+    ackd_delivery_t *d = &op->deliveries[op->ndeliveries - 1];
+    d->state = ACKD_DELIVERY_PENDING;
+    d->next_at = s->now;
+    d->updated_at = s->now;
+    s->woke_queue = ACKD_TQ_WEBHOOK_QUEUE;
+    return b->delivery_update(c, d);
+}
+
+#define MAX_DELIVERY_CLAIM 64
+
+static int apply_delivery_claim(ackd_store_op_t *s, const ackd_store_backend_t *b,
+                                ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    char ids[MAX_DELIVERY_CLAIM][ACKD_ID_MAX];
+    int n = 0, max = op->max > 0 && op->max < MAX_DELIVERY_CLAIM ? op->max : MAX_DELIVERY_CLAIM;
+    int rc = b->delivery_due(c, s->now, max, ids, &n);
+    if (rc)
+        return rc;
+    if (n == 0) {
+        if (op->wait_until > s->now) {
+            s->park_queue = ACKD_TQ_WEBHOOK_QUEUE;
+            s->park_until = op->wait_until;
+        }
+        return 0;
+    }
+    op->deliveries = ackd_calloc((size_t)n, sizeof *op->deliveries);
+    for (int i = 0; i < n && rc == 0; i++) {
+        ackd_delivery_t *d = &op->deliveries[op->ndeliveries++];
+        rc = b->delivery_get(c, ids[i], d);
+        if (rc)
+            break;
+        /* a lease: if ackd dies mid-try, the delivery is due again after it */
+        d->tries++;
+        d->next_at = s->now + op->lease_ms;
+        d->updated_at = s->now;
+        rc = b->delivery_update(c, d);
+        if (!s->due_hint || d->next_at < s->due_hint)
+            s->due_hint = d->next_at;
+    }
+    return rc;
+}
+
+static int apply_delivery_record(ackd_store_op_t *s, const ackd_store_backend_t *b,
+                                 ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    ackd_delivery_t d = {0};
+    int rc = b->delivery_get(c, op->id, &d);
+    if (rc == ACKD_ENOENT)
+        return deny(op, ACKD_ENOENT, "no such delivery"); /* purged meanwhile */
+    if (rc)
+        return rc;
+    op->try_.n = d.tries;
+    rc = b->delivery_try_insert(c, d.id, &op->try_);
+    if (rc == 0) {
+        d.updated_at = s->now;
+        ackd_free(d.last_error);
+        d.last_error = op->try_.error ? ackd_strdup(op->try_.error) : NULL;
+        if (op->outcome == ACKD_DELIVERY_DONE) {
+            d.state = ACKD_DELIVERY_DELIVERED;
+            d.next_at = 0;
+        } else if (op->outcome == ACKD_DELIVERY_GIVE_UP) {
+            d.state = ACKD_DELIVERY_FAILED;
+            d.next_at = 0;
+        } else {
+            d.state = ACKD_DELIVERY_PENDING;
+            d.next_at = op->next_at;
+            s->due_hint = op->next_at;
+        }
+        rc = b->delivery_update(c, &d);
+    }
+    ackd_delivery_clear(&d);
+    return rc;
+}
+
 /* --- internal work: lease expiry and retention --- */
 
 static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
@@ -520,6 +845,10 @@ static const ackd_store_apply_fn appliers[] = {
     [ACKD_TQ_FAIL] = apply_fail, [ACKD_TQ_CANCEL] = apply_cancel,
     [ACKD_TQ_RETRY] = apply_retry, [ACKD_TQ_GET] = apply_get,
     [ACKD_TQ_LIST] = apply_list, [ACKD_TQ_STATS] = apply_stats,
+    [ACKD_TQ_EVENTS] = apply_events, [ACKD_TQ_PROGRESS] = apply_progress,
+    [ACKD_TQ_DELIVERIES] = apply_deliveries, [ACKD_TQ_REDELIVER] = apply_redeliver,
+    [ACKD_TQ_DELIVERY_CLAIM] = apply_delivery_claim,
+    [ACKD_TQ_DELIVERY_RECORD] = apply_delivery_record,
 };
 
 ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data)
@@ -555,6 +884,21 @@ void ackd_tq_op_free(ackd_tq_op_t *op)
     }
     ackd_free(op->items);
     ackd_free(op->all_stats);
+    for (int i = 0; i < op->nevents; i++)
+        ackd_event_clear(&op->events[i]);
+    ackd_free(op->events);
+    for (int i = 0; i < op->ndeliveries; i++) {
+        ackd_delivery_clear(&op->deliveries[i]);
+        if (op->tries) {
+            for (int k = 0; k < op->ntries[i]; k++)
+                ackd_delivery_try_clear(&op->tries[i][k]);
+            ackd_free(op->tries[i]);
+        }
+    }
+    ackd_free(op->deliveries);
+    ackd_free(op->tries);
+    ackd_free(op->ntries);
+    ackd_delivery_try_clear(&op->try_);
     ackd_free(op->queue);
     ackd_free(op->progress_msg);
     ackd_free(op->result);
@@ -584,7 +928,9 @@ void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q
 void ackd_tq_run(ackd_tq_op_t *op)
 {
     bool read_only = op->kind == ACKD_TQ_LIST || op->kind == ACKD_TQ_STATS ||
-                     (op->kind == ACKD_TQ_GET && op->wait_until == 0);
+                     op->kind == ACKD_TQ_DELIVERIES ||
+                     ((op->kind == ACKD_TQ_GET || op->kind == ACKD_TQ_EVENTS) &&
+                      op->wait_until == 0);
     if (read_only)
         ackd_store_read(op->tq->store, &op->base);
     else
@@ -603,6 +949,7 @@ int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t er
 {
     ackd_tq_t *tq = ACKD_NEW(ackd_tq_t);
     tq->cfg = cfg;
+    ackd_random_bytes(tq->token_key, sizeof tq->token_key);
     ackd_store_hooks_t hooks = {
         .make_expire_op = make_expire_op,
         .make_purge_op = make_purge_op,

@@ -38,7 +38,19 @@ typedef enum {
     ACKD_TQ_GET,       /* id [, wait_until] -> task, attempts */
     ACKD_TQ_LIST,      /* filter -> tasks */
     ACKD_TQ_STATS,     /* queue -> stats */
+    ACKD_TQ_EVENTS,    /* id, after [, wait_until] -> task, events (SSE; streams with base.wake) */
+    ACKD_TQ_PROGRESS,  /* id, token, progress -> task (push upstreams report progress) */
+    ACKD_TQ_DELIVERIES,/* id -> deliveries with their tries */
+    ACKD_TQ_REDELIVER, /* id -> the task's webhook is sent again */
+    ACKD_TQ_DELIVERY_CLAIM,  /* max, lease_ms, wait_until -> deliveries due (the sender) */
+    ACKD_TQ_DELIVERY_RECORD, /* delivery id, try, outcome (the sender) */
 } ackd_tq_kind_t;
+
+/* What the webhook sender learned from one try. */
+enum { ACKD_DELIVERY_RETRY = 0, ACKD_DELIVERY_DONE = 1, ACKD_DELIVERY_GIVE_UP = 2 };
+
+/* The pseudo-queue the webhook sender's claims park on. */
+#define ACKD_TQ_WEBHOOK_QUEUE "\x01webhooks"
 
 /* One task to enqueue. The caller fills `task` (ackd_tq_task_init gives the
  * defaults) and the idempotency fields; replayed/mismatch are outputs. */
@@ -88,6 +100,23 @@ struct ackd_tq_op {
     ackd_tq_item_t *items;
     int nitems;
 
+    /* events (SSE) */
+    int after;                 /* events after this id */
+    ackd_event_t *events;      /* output */
+    int nevents;
+    bool heartbeat;            /* output: the wait ran out with nothing new */
+    bool stop;                 /* set by the streamer (store thread): its client left */
+    char token[65];            /* progress: the per-dispatch token */
+
+    /* webhooks */
+    ackd_delivery_t *deliveries;   /* output */
+    int ndeliveries;
+    ackd_delivery_try_t **tries;   /* output: tries[i] for deliveries[i] */
+    int *ntries;
+    ackd_delivery_try_t try_;      /* record: the try (strings owned) */
+    int outcome;               /* record: ACKD_DELIVERY_* */
+    int64_t next_at;           /* record: when to retry */
+
     /* outputs */
     ackd_task_t task;
     ackd_task_t *tasks;        /* claim, list */
@@ -114,6 +143,10 @@ void ackd_tq_op_free(ackd_tq_op_t *op);
  * max_attempts, ...) and a fresh id; the caller then sets what it has. */
 void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q,
                        const char *tenant, int64_t now);
+/* The token a push upstream presents to report progress on task_id under
+ * lease_id (HMAC with a key made at start-up). out: 64 hex + NUL. */
+void ackd_tq_progress_token(const ackd_tq_t *tq, const char *task_id, const char *lease_id,
+                            char out[65]);
 /* Starts the operation. Its cb runs exactly once, on a store thread. */
 void ackd_tq_run(ackd_tq_op_t *op);
 /* The client of a waiting claim or long poll left: if the op was still
