@@ -6,7 +6,9 @@
 int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 {
     static const ackd_route_t *const tables[] = {ackd_api_ops_routes, ackd_api_tasks_routes,
-                                                 ackd_api_workers_routes, ackd_api_queues_routes};
+                                                 ackd_api_workers_routes, ackd_api_queues_routes,
+                                                 ackd_api_events_routes,
+                                                 ackd_api_deliveries_routes};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
         rc = ackd_router_add_table(router, tables[i], api);

@@ -69,5 +69,7 @@ int ackd_api_register_routes(ackd_router_t *router, ackd_api_t *api);
 extern const ackd_route_t ackd_api_tasks_routes[];
 extern const ackd_route_t ackd_api_workers_routes[];
 extern const ackd_route_t ackd_api_queues_routes[];
+extern const ackd_route_t ackd_api_events_routes[];
+extern const ackd_route_t ackd_api_deliveries_routes[];
 
 #endif

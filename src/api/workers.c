@@ -278,6 +278,69 @@ static void on_fail(ackd_http_req_t *req, void *data)
     api_start(req, op);
 }
 
+/* POST /v1/tasks/{id}/progress: a push upstream reports progress on the
+ * call it is serving, authorised by the Task-Progress-Token ackd sent with
+ * that call (no API key: the token is valid for that attempt only). */
+static void on_progress_recorded(ackd_tq_op_t *op)
+{
+    if (op->status == ACKD_ECONFLICT) {
+        api_finish(op, api_problem_response(403, "invalid-progress-token", "Forbidden", NULL,
+                                            op->detail));
+        return;
+    }
+    if (op->status) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    api_finish(op, api_json_response(200, api_task_doc(&op->task, ackd_now_ms())));
+}
+
+static void on_progress(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    const char *id = ackd_http_req_param(req, "id");
+    const char *token = ackd_http_req_header(req, "task-progress-token");
+    if (!ackd_id_valid("tsk_", id)) {
+        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
+                                  "no task with id \"%s\"", id);
+        return;
+    }
+    if (!token || strlen(token) != 64) {
+        ackd_http_respond_problem(req, 401, "unauthorized", "Unauthorized", NULL,
+                                  "send the Task-Progress-Token header ackd gave the call");
+        return;
+    }
+    json_t *body = api_body_object(req, 0);
+    if (!body)
+        return;
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_PROGRESS, on_progress_recorded, NULL);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    snprintf(op->token, sizeof op->token, "%s", token);
+    json_t *v;
+    const char *bad = NULL, *expected = NULL;
+    if ((v = json_object_get(body, "progress")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
+            bad = "progress", expected = "a number 0..100";
+        else
+            op->progress_pct = (int)json_number_value(v);
+    }
+    if (!bad && (v = json_object_get(body, "message")) && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > 1024)
+            bad = "message", expected = "a string of at most 1024 characters";
+        else
+            op->progress_msg = ackd_strdup(json_string_value(v));
+    }
+    json_decref(body);
+    if (!bad && op->progress_pct < 0 && !op->progress_msg)
+        bad = "progress", expected = "progress and/or message";
+    if (bad) {
+        ackd_tq_op_free(op);
+        api_bad_field(req, bad, expected);
+        return;
+    }
+    api_start(req, op);
+}
+
 #define WORKER (ACKD_ROLE_WORKER)
 
 const ackd_route_t ackd_api_workers_routes[] = {
@@ -287,5 +350,6 @@ const ackd_route_t ackd_api_workers_routes[] = {
     {.method = "POST", .pattern = "/v1/tasks/{id}/complete", .handler = on_complete,
      .role = WORKER},
     {.method = "POST", .pattern = "/v1/tasks/{id}/fail", .handler = on_fail, .role = WORKER},
+    {.method = "POST", .pattern = "/v1/tasks/{id}/progress", .handler = on_progress, .role = 0},
     {0},
 };

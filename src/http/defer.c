@@ -206,6 +206,16 @@ void ackd_http_defer_stream_end(ackd_http_defer_t *d)
     post(d, OP_STREAM_END, NULL, NULL, 0);
 }
 
+void ackd_http_defer_stream_end_free(ackd_http_defer_t *d, void (*release)(void *arg), void *arg)
+{
+    defer_op_t *op = ACKD_NEW(defer_op_t);
+    op->d = d;
+    op->kind = OP_STREAM_END;
+    op->release = release;
+    op->release_arg = arg;
+    post_op(d, op);
+}
+
 void ackd_http_defer_drop(ackd_http_defer_t *d)
 {
     post(d, OP_DROP, NULL, NULL, 0);

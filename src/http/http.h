@@ -149,6 +149,8 @@ void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r)
 void ackd_http_defer_stream_write(ackd_http_defer_t *d, const void *data, size_t len);
 /* Ends the stream; finishes d. */
 void ackd_http_defer_stream_end(ackd_http_defer_t *d);
+/* Same, then release(arg) on the loop thread (see ackd_http_defer_respond_free). */
+void ackd_http_defer_stream_end_free(ackd_http_defer_t *d, void (*release)(void *arg), void *arg);
 /* Finishes d without answering (after on_cancel, or to close the connection). */
 void ackd_http_defer_drop(ackd_http_defer_t *d);
 

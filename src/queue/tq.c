@@ -213,7 +213,10 @@ static int add_event(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     if (t->event_seq < 1)
         t->event_seq = 1;
     t->event_seq++;
-    json_object_set_new(data, "task_id", json_string(t->id));
+    json_t *full = json_pack("{s:s}", "task_id", t->id); /* task_id first, as SPEC §6a shows */
+    json_object_update(full, data);
+    json_decref(data);
+    data = full;
     char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
     ackd_event_t e = {.seq = t->event_seq, .type = (char *)type, .at = op->base.now, .data = text};
     int rc = b->event_insert(c, t->id, &e);

@@ -1,0 +1,105 @@
+/* events.c - server-sent events of a task (SSE, text/event-stream):
+ * GET /v1/tasks/{id}/events sends the task's history and then each state or
+ * progress change as it is committed, a comment every 15 s to keep proxies
+ * from closing the stream, and ends after the terminal event. A client that
+ * reconnects with Last-Event-ID gets only what came after it.
+ *
+ * The stream is a watch in the store: the committer re-reads the events
+ * after each change of the task and this file's wake callback writes them,
+ * from the store's thread, through the deferred request. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/common.h"
+#include "base/alloc.h"
+#include "base/buf.h"
+
+enum { STARTED = 1 };
+
+static void release_op(void *arg)
+{
+    ackd_tq_op_free(arg);
+}
+
+/* Store thread: sends what apply found (or a heartbeat). */
+static void send_events(ackd_tq_op_t *op)
+{
+    ackd_http_defer_t *d = op->data;
+    if (!(op->flags & STARTED)) {
+        ackd_http_response_t *r = ackd_http_response_new(200, "text/event-stream");
+        ackd_http_response_header(r, "Cache-Control", "no-cache");
+        ackd_http_response_header(r, "X-Accel-Buffering", "no");
+        ackd_http_defer_stream_start(d, r);
+        op->flags |= STARTED;
+    }
+    ackd_buf_t out;
+    ackd_buf_init(&out, 0);
+    for (int i = 0; i < op->nevents; i++) {
+        const ackd_event_t *e = &op->events[i];
+        ackd_buf_printf(&out, "id: %d\nevent: %s\ndata: %s\n\n", e->seq, e->type,
+                        e->data ? e->data : "{}");
+    }
+    if (op->heartbeat)
+        ackd_buf_appendz(&out, ": keep-alive\n\n");
+    if (out.len)
+        ackd_http_defer_stream_write(d, out.data, out.len);
+    ackd_buf_free(&out);
+}
+
+static void on_events_wake(ackd_store_op_t *s)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    if (ackd_http_defer_canceled(op->data)) {
+        op->stop = true; /* the next run ends the watch; done frees the op */
+        return;
+    }
+    send_events(op);
+}
+
+static void on_events_done(ackd_tq_op_t *op)
+{
+    if (op->status && !(op->flags & STARTED)) {
+        api_finish(op, api_op_problem(op));
+        return;
+    }
+    if (op->status == 0)
+        send_events(op);
+    ackd_http_defer_stream_end_free(op->data, release_op, op);
+}
+
+static int parse_last_event_id(const char *v)
+{
+    long n = 0;
+    if (!v)
+        return 0;
+    for (; *v >= '0' && *v <= '9' && n < 1000000000; v++)
+        n = n * 10 + (*v - '0');
+    return *v ? 0 : (int)n;
+}
+
+static void on_task_events(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    const char *id = ackd_http_req_param(req, "id");
+    if (!ackd_id_valid("tsk_", id)) {
+        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
+                                  "no task with id \"%s\"", id);
+        return;
+    }
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_EVENTS, on_events_done, NULL);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    op->tenant = api_tenant_filter(req);
+    const char *last = ackd_http_req_header(req, "last-event-id");
+    if (!last)
+        last = ackd_http_req_query_param(req, "after");
+    op->after = parse_last_event_id(last);
+    op->wait_until = 1; /* a stream: keep watching until the task ends */
+    op->base.wake = on_events_wake;
+    api_start(req, op);
+}
+
+const ackd_route_t ackd_api_events_routes[] = {
+    {.method = "GET", .pattern = "/v1/tasks/{id}/events", .handler = on_task_events,
+     .role = ACKD_ROLE_CLIENT},
+    {0},
+};
