@@ -52,6 +52,27 @@ static int is_private_header(const char *name)
     return 0;
 }
 
+/* Fields the client's Connection header names are about this hop too
+ * (RFC 9110 §7.6.1): they go neither into the task nor upstream. */
+static int named_by_connection(ackd_http_req_t *req, const char *name)
+{
+    const char *n, *v;
+    size_t len = strlen(name);
+    for (size_t i = 0; ackd_http_req_header_at(req, i, &n, &v) == 0; i++) {
+        if (strcasecmp(n, "connection") != 0)
+            continue;
+        for (const char *p = v; *p;) {
+            while (*p == ' ' || *p == '\t' || *p == ',')
+                p++;
+            size_t tl = strcspn(p, " \t,");
+            if (tl == len && strncasecmp(p, name, len) == 0)
+                return 1;
+            p += tl;
+        }
+    }
+    return 0;
+}
+
 static int is_json_type(const char *ct)
 {
     if (!ct)
@@ -87,7 +108,7 @@ static char *request_json(ackd_http_req_t *req)
     json_t *headers = json_object();
     const char *name, *value;
     for (size_t i = 0; ackd_http_req_header_at(req, i, &name, &value) == 0; i++) {
-        if (is_private_header(name))
+        if (is_private_header(name) || named_by_connection(req, name))
             continue;
         char lower[256];
         size_t n = strlen(name);

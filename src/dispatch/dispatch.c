@@ -249,18 +249,26 @@ static void on_rate_timer(uv_timer_t *t)
     maybe_claim(t->data);
 }
 
-/* Tokens for the rate limit: refilled continuously, at most one second's worth. */
-static int rate_allows(qstate_t *q)
+/* Tokens for the rate limit: refilled continuously, at most one second's
+ * worth. Refilled up to now before any are spent, so that the time a claim
+ * sat parked is not counted again after it took its tasks. */
+static void rate_refill(qstate_t *q)
 {
     double rate = q->conf->rate;
-    if (rate <= 0)
-        return MAX_CLAIM;
     uint64_t now = uv_now(&q->d->loop);
     double burst = rate < 1 ? 1 : rate;
     q->tokens += (double)(now - q->refilled_ms) * rate / 1000.0;
     if (q->tokens > burst)
         q->tokens = burst;
     q->refilled_ms = now;
+}
+
+static int rate_allows(qstate_t *q)
+{
+    double rate = q->conf->rate;
+    if (rate <= 0)
+        return MAX_CLAIM;
+    rate_refill(q);
     if (q->tokens >= 1)
         return (int)q->tokens;
     uint64_t wait = (uint64_t)((1.0 - q->tokens) * 1000.0 / rate) + 1;
@@ -333,6 +341,8 @@ static void on_inbox(uv_async_t *a)
         q->claiming = false;
         q->claim = NULL;
         if (op->status == 0) {
+            if (q->conf->rate > 0)
+                rate_refill(q);
             for (int k = 0; k < op->ntasks; k++) {
                 if (q->conf->rate > 0)
                     q->tokens -= 1;

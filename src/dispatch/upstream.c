@@ -123,8 +123,11 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
     } else if (strcmp(name, "retry-after") == 0) {
         call->retry_after_ms = parse_retry_after(value);
     }
-    if (!dropped_answer_header(name) && json_stringn(value, vl))
-        json_object_set_new(call->answer_headers, name, json_string(value));
+    if (!dropped_answer_header(name)) {
+        json_t *s = json_stringn(value, vl); /* NULL unless valid UTF-8 */
+        if (s)
+            json_object_set_new(call->answer_headers, name, s);
+    }
     return len;
 }
 

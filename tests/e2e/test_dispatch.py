@@ -1,0 +1,463 @@
+"""Push dispatch end to end (issue 4 §2, SPEC §5): ackd sends tasks to a
+fake upstream (tests/e2e/upstream.py) and classifies what comes back.
+
+  - outcomes: 2xx/3xx completed; 408, 425, 429, 5xx retried (Task-Attempt
+    1, 2, 3 with the same Task-Id and Idempotency-Key) and invisible to a
+    sync client; other 4xx final, the answer stored and replayed;
+  - Retry-After honoured (delta-seconds and HTTP-date; the gap is timed);
+  - an upstream refusing connections and one hanging past attempt_timeout:
+    retried up to max_attempts, then failed with the error recorded;
+  - answers over max_result_size fail the task;
+  - headers: the allowlist forwarded, hop-by-hop and ackd's own
+    (Authorization, Cookie, Prefer, Callback-URL) never, X-Request-ID and
+    traceparent carried;
+  - per-queue concurrency and rate limits, counted at the upstream;
+  - due tasks sent at once (no polling), delayed ones on time, connections
+    kept alive and reused.
+
+One server and one fake upstream serve the module; each case has queues or
+paths of its own."""
+
+import email.utils
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import SLOW, free_port
+from queue_helpers import SOON, TASK_ID_RE, Api, problem, queue_config, wait_for
+from upstream import Answer, answer, fail_then, hang, sequence, upstream_module  # noqa: F401
+
+LATE = 1.5              # slack past an expected time (a loaded 2-core machine, ASan)
+HANG_TIMEOUT = 0.3      # attempt_timeout of queue "hang"
+
+
+def fast_retry(**kw):
+    return {"max_attempts": 3, "retry_base": "20ms", "retry_cap": "50ms",
+            "attempt_timeout": "5s", **kw}
+
+
+@pytest.fixture(scope="module")
+def dead_port():
+    """A port nothing listens on (it was free a moment ago)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(start_ackd_module, upstream_module, dead_port):
+    o = upstream_module.origin
+    cfg = queue_config({
+        "o": fast_retry(upstream=o),
+        "ra": fast_retry(upstream=o, retry_base="10ms", retry_cap="20ms"),
+        "refused": fast_retry(upstream=f"http://127.0.0.1:{dead_port}", connect_timeout="500ms"),
+        "hang": fast_retry(upstream=o, max_attempts=2, attempt_timeout=f"{int(HANG_TIMEOUT * 1000)}ms",
+                           connect_timeout="1s"),
+        "fwd": fast_retry(upstream=o, forward_headers=(
+            "accept x-custom x-hop authorization proxy-authorization cookie prefer "
+            "callback-url connection keep-alive te upgrade tracestate")),
+        "deffwd": fast_retry(upstream=o),
+        "conc": fast_retry(upstream=o, upstream_path="/conc", concurrency=2),
+        "rate": fast_retry(upstream=o, upstream_path="/rate", rate=5),
+        "small": fast_retry(upstream=o, max_result_size="1k"),
+        "later": fast_retry(upstream=o, upstream_path="/later"),
+    }, server={"shutdown_grace": "1s"})
+    sync = {"mode": "sync", "sync_timeout": "10s"}
+    cfg.update({
+        "route POST /o/{case}": {"queue": "o", **sync},
+        "route POST /oa/{case}": {"queue": "o", "mode": "async"},
+        "route POST /ra/{case}": {"queue": "ra", **sync},
+        "route POST /refused": {"queue": "refused", **sync},
+        "route POST /hang/{case}": {"queue": "hang", **sync},
+        "route POST /fwd/{case}": {"queue": "fwd", **sync},
+        "route POST /deffwd/{case}": {"queue": "deffwd", **sync},
+        "route POST /small/{case}": {"queue": "small", **sync},
+    })
+    return start_ackd_module(cfg)
+
+
+@pytest.fixture
+def api(server):
+    with Api(server) as a:
+        yield a
+
+
+@pytest.fixture
+def up(upstream_module):
+    return upstream_module
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def post(server, path, body=None, headers=None, data=None):
+    t0 = time.monotonic()
+    r = requests.post(server.url(path), json=body if data is None else None, data=data,
+                      headers=headers or {}, timeout=30 * SLOW, allow_redirects=False)
+    return r, time.monotonic() - t0
+
+
+def terminal(api, tid, timeout=SOON):
+    """The task's document once it is terminal."""
+    def done():
+        d = api.task(tid, history=True)
+        return d if d["status"] in ("completed", "failed", "canceled") else None
+    return wait_for(done, timeout=timeout, what=f"task {tid} terminal")
+
+
+# --------------------------------------------------------------------------
+# outcomes and retries
+
+
+def test_503_twice_then_200_is_one_answer_to_a_sync_client(server, up, api):
+    path = f"/o/{unique('r503')}"
+    up.on(path, fail_then(2, 503, then=answer(200, {"paid": True})))
+    key = unique("key")
+    r, _ = post(server, path, {"amount": 100}, {"Idempotency-Key": key})
+    assert r.status_code == 200, r.text          # the retries are invisible
+    assert r.json() == {"paid": True}
+    tid = r.headers["Task-Id"]
+    calls = up.calls(path)
+    assert [c.attempt for c in calls] == [1, 2, 3], calls
+    assert [c.status for c in calls] == [503, 503, 200]
+    assert {c.task_id for c in calls} == {tid}
+    assert {c.header("Idempotency-Key") for c in calls} == {key}
+    assert all(c.json() == {"amount": 100} for c in calls)
+    d = api.task(tid, history=True)
+    assert d["status"] == "completed" and d["attempts"] == 3, d
+    h = d["history"]
+    assert [a["attempt"] for a in h] == [1, 2, 3], h
+    assert h[0]["error"]["status"] == 503 and h[1]["error"]["status"] == 503, h
+
+
+def test_without_a_client_key_the_idempotency_key_is_the_task_id(server, up):
+    path = f"/o/{unique('nokey')}"
+    up.on(path, fail_then(1, 500))
+    r, _ = post(server, path, {"n": 1})
+    assert r.status_code == 200, r.text
+    tid = r.headers["Task-Id"]
+    calls = up.calls(path)
+    assert [c.attempt for c in calls] == [1, 2]
+    assert [c.header("Idempotency-Key") for c in calls] == [tid, tid]
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(server, up, status):
+    path = f"/o/{unique(f's{status}')}"
+    up.on(path, fail_then(1, status))
+    r, _ = post(server, path, {"s": status})
+    assert r.status_code == 200, r.text
+    assert [c.status for c in up.calls(path)] == [status, 200]
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 301, 304])
+def test_2xx_and_3xx_complete(server, up, api, status):
+    path = f"/o/{unique(f's{status}')}"
+    body = b"" if status in (204, 304) else b'{"s":%d}' % status
+    up.on(path, answer(status, body, {"Location": "/elsewhere"} if status == 301 else None,
+                       content_type="application/json" if body else None))
+    r, _ = post(server, path, {"s": status})
+    assert r.status_code == status, r.text       # redirects are not followed
+    if body:
+        assert r.content == body
+    if status == 301:
+        assert r.headers["Location"] == "/elsewhere"
+    assert len(up.calls(path)) == 1
+    assert api.task(r.headers["Task-Id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_other_4xx_are_final_and_replayed(server, up, api, status):
+    path = f"/o/{unique(f's{status}')}"
+    up.on(path, answer(status, {"error": "card_declined", "code": status},
+                       {"X-Decline": "insufficient-funds"}))
+    r, _ = post(server, path, {"amount": 100})
+    # the sync client gets the backend's final answer as it gave it
+    assert r.status_code == status, r.text
+    assert r.json() == {"error": "card_declined", "code": status}
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.headers["X-Decline"] == "insufficient-funds"
+    tid = r.headers["Task-Id"]
+    time.sleep(0.2)
+    assert len(up.calls(path)) == 1
+    d = api.task(tid)
+    assert d["status"] == "failed" and d["attempts"] == 1, d
+    assert d["error"]["status"] == status, d
+    assert str(status) in d["error"]["message"], d
+    # /result replays it
+    res = api.result(tid)
+    assert res.status_code == status
+    assert res.json() == {"error": "card_declined", "code": status}
+    assert res.headers["Task-Id"] == tid
+    assert res.headers["X-Decline"] == "insufficient-funds"
+
+
+def test_400_on_an_async_route_fails_the_task(server, up, api):
+    path = f"/oa/{unique('a400')}"
+    up.on(path, answer(400, {"error": "bad"}))
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 202, r.text
+    d = terminal(api, r.json()["task_id"])
+    assert d["status"] == "failed" and d["attempts"] == 1, d
+    res = api.result(d["id"])
+    assert res.status_code == 400 and res.json() == {"error": "bad"}
+
+
+def test_retries_exhausted_fail_the_task_and_replay_the_last_answer(server, up, api):
+    path = f"/o/{unique('x503')}"
+    up.on(path, answer(503, {"busy": True}))
+    r, _ = post(server, path, {"x": 1})
+    tid = r.headers["Task-Id"]
+    assert len(up.calls(path)) == 3
+    d = api.task(tid, history=True)
+    assert d["status"] == "failed" and d["attempts"] == 3, d
+    assert d["error"]["status"] == 503
+    # the sync client was told the task failed: with the upstream's last
+    # answer replayed, or a task-failed problem
+    if r.status_code == 502 and r.headers.get("Content-Type", "").startswith("application/problem"):
+        p = problem(r, 502, "task-failed")
+        assert p["task_id"] == tid
+    else:
+        assert r.status_code == 503 and r.json() == {"busy": True}, r.text
+
+
+# --------------------------------------------------------------------------
+# Retry-After
+
+
+def gap(calls):
+    return calls[1].t_start - calls[0].t_start
+
+
+def test_429_with_retry_after_seconds_is_honoured(server, up):
+    path = f"/ra/{unique('ra')}"
+    up.on(path, sequence(Answer(429, '{"slow":"down"}', {"Retry-After": "1"},
+                                content_type="application/json"),
+                         Answer(200, '{"ok":1}', content_type="application/json")))
+    r, secs = post(server, path, {"x": 1})
+    assert r.status_code == 200 and r.json() == {"ok": 1}, r.text
+    calls = up.calls(path)
+    assert len(calls) == 2
+    # retry_base is 10 ms: only Retry-After explains a second's gap
+    assert 0.95 <= gap(calls) <= 1.0 + LATE, f"second call {gap(calls):.3f}s after the first"
+    assert secs >= 0.95
+
+
+def test_503_with_retry_after_http_date_is_honoured(server, up):
+    path = f"/ra/{unique('date')}"
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    up.on(path, sequence(Answer(503, "busy", {"Retry-After": when}),
+                         Answer(200, '{"ok":2}', content_type="application/json")))
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 200, r.text
+    calls = up.calls(path)
+    # an HTTP-date has whole seconds: between 1 and 2 s from now
+    assert 0.9 <= gap(calls) <= 2.0 + LATE, f"second call {gap(calls):.3f}s after the first"
+
+
+# --------------------------------------------------------------------------
+# an upstream that is not there, one that hangs, one that says too much
+
+
+def test_refused_connections_are_retried_then_the_task_fails(server, api):
+    r, _ = post(server, "/refused", {"x": 1})
+    p = problem(r, 502, "task-failed")
+    tid = r.headers["Task-Id"]
+    assert p["task_id"] == tid and p["status_url"] == f"/v1/tasks/{tid}", p
+    d = api.task(tid, history=True)
+    assert d["status"] == "failed" and d["attempts"] == 3, d
+    assert d["error"]["message"], d                     # curl's words for it
+    assert d["error"]["status"] is None, d
+    assert len(d["history"]) == 3, d
+    assert all(a["error"] and a["error"]["message"] for a in d["history"]), d["history"]
+    res = api.result(tid)
+    problem(res, 409, "no-result")
+
+
+def test_hanging_upstream_times_out_each_attempt(server, up, api):
+    path = f"/hang/{unique('h')}"
+    up.on(path, hang(10.0))
+    r, secs = post(server, path, {"x": 1})
+    p = problem(r, 502, "task-failed")
+    tid = p["task_id"]
+    calls = up.calls(path)
+    assert [c.attempt for c in calls] == [1, 2], calls
+    assert gap(calls) >= HANG_TIMEOUT - 0.02, gap(calls)
+    assert secs < 2 * HANG_TIMEOUT + LATE * 2, secs      # not the 10 s of the hang
+    d = api.task(tid, history=True)
+    assert d["status"] == "failed" and d["attempts"] == 2, d
+    assert "time" in d["error"]["message"].lower(), d     # "Timeout was reached"
+
+
+def test_a_timeout_then_an_answer_completes(server, up, api):
+    path = f"/hang/{unique('h1')}"
+    up.on(path, sequence(hang(10.0), answer(200, {"late": False})))
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 200 and r.json() == {"late": False}, r.text
+    assert [c.attempt for c in up.calls(path)] == [1, 2]
+    assert api.task(r.headers["Task-Id"])["attempts"] == 2
+
+
+def test_answer_over_max_result_size_fails_the_task(server, up, api):
+    big, fits = f"/small/{unique('big')}", f"/small/{unique('fits')}"
+    up.on(big, answer(200, "x" * 4096, content_type="text/plain"))
+    up.on(fits, answer(200, "y" * 900, content_type="text/plain"))
+    r, _ = post(server, fits, {"x": 1})
+    assert r.status_code == 200 and r.text == "y" * 900
+    r, _ = post(server, big, {"x": 1})
+    p = problem(r, 502, "task-failed")
+    d = api.task(p["task_id"])
+    assert d["status"] == "failed" and d["attempts"] == 1, d     # final: not retried
+    assert "max_result_size" in d["error"]["message"], d
+    assert len(up.calls(big)) == 1
+
+
+# --------------------------------------------------------------------------
+# headers
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_allowlisted_headers_go_upstream_and_private_ones_never(server, up, api):
+    path = f"/fwd/{unique('f')}"
+    up.on(path, answer(200, {"ok": True}))
+    headers = {
+        "Accept": "application/vnd.x+json",
+        "X-Custom": "custom-1",
+        "X-Not-Listed": "nope",
+        "Authorization": "Bearer secret-token",
+        "Proxy-Authorization": "Basic c2VjcmV0",
+        "Cookie": "session=abc",
+        "Prefer": "wait=10",
+        "Callback-URL": "https://hooks.example/cb",
+        "Connection": "keep-alive, X-Hop",
+        "X-Hop": "hop-only",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Upgrade": "websocket",
+        "X-Request-ID": "req-fwd-123",
+        "traceparent": TRACEPARENT,
+        "tracestate": "vendor=1",
+        "Idempotency-Key": unique("key"),
+    }
+    r, _ = post(server, path, {"x": 1}, headers)
+    assert r.status_code == 200, r.text
+    (c,) = up.calls(path)
+    names = {k.lower() for k, _ in c.headers}
+    assert c.header("Accept") == "application/vnd.x+json"
+    assert c.header("X-Custom") == "custom-1"
+    assert c.header("Content-Type") == "application/json"
+    assert "x-not-listed" not in names
+    for private in ("authorization", "proxy-authorization", "cookie", "prefer", "callback-url",
+                    "keep-alive", "te", "upgrade", "tracestate"):
+        assert private not in names, (private, c.headers)
+    # Connection is the hop's own (ackd's connection to the upstream may
+    # have one) and the fields it names are hop-by-hop: X-Hop stays here
+    assert "x-hop" not in names, c.headers
+    assert not any("x-hop" in v.lower() for v in c.header_all("Connection")), c.headers
+    # ackd's own
+    assert c.header("Task-Id") == r.headers["Task-Id"]
+    assert c.header("Task-Attempt") == "1"
+    assert c.header("Idempotency-Key") == headers["Idempotency-Key"]
+    assert c.header("X-Request-ID") == "req-fwd-123"
+    assert c.header("traceparent") == TRACEPARENT
+    assert c.header("Host") == f"127.0.0.1:{up.port}"
+    for name in ("content-type", "task-id", "idempotency-key", "x-request-id", "traceparent",
+                 "host"):
+        assert len(c.header_all(name)) == 1, (name, c.headers)
+    d = api.task(r.headers["Task-Id"])
+    assert d["correlation_id"] == "req-fwd-123"
+
+
+def test_default_allowlist(server, up, api):
+    path = f"/deffwd/{unique('d')}"
+    up.on(path, answer(200, {"ok": True}))
+    r, _ = post(server, path, {"x": 1}, {"Accept": "text/csv", "Accept-Language": "de",
+                                         "User-Agent": "shop/1.0", "X-Custom": "no"})
+    assert r.status_code == 200, r.text
+    (c,) = up.calls(path)
+    assert c.header("Accept") == "text/csv"
+    assert c.header("Accept-Language") == "de"
+    assert c.header("User-Agent") == "shop/1.0"
+    assert c.header("X-Custom") is None
+    # no X-Request-ID from the client: ackd's generated one goes upstream
+    d = api.task(r.headers["Task-Id"])
+    assert d["correlation_id"] and c.header("X-Request-ID") == d["correlation_id"]
+    assert c.header("traceparent") is None
+
+
+# --------------------------------------------------------------------------
+# limits
+
+
+def test_concurrency_limit_is_respected(server, up, api):
+    up.on("/conc", answer(200, {"ok": True}, delay=0.3))
+    r = api.batch("conc", [{"payload": {"i": i}} for i in range(10)])
+    assert r.status_code in (200, 202), r.text
+    done = up.wait_done(10, "/conc", timeout=SOON + 5)
+    assert up.max_inflight_of("/conc") == 2, up.max_inflight_of("/conc")
+    starts = sorted(c.t_start for c in done)
+    # 10 calls of 0.3 s, two at a time: at least 4 rounds after the first
+    assert starts[-1] - starts[0] >= 4 * 0.3 - 0.05, starts
+    assert sorted(c.json()["i"] for c in done) == list(range(10))
+
+
+def test_rate_limit_is_a_token_bucket(server, up, api):
+    """rate = 5: a bucket of one second's worth (5) that refills at 5/s.
+    So 10 tasks queued at once start as 5, then one every 0.2 s: the 10th
+    call comes >= 1 s after the first, and no window [t_i, t_j] holds more
+    than 5 + 5 * (t_j - t_i) calls."""
+    up.on("/rate", answer(200, {"ok": True}))
+    r = api.batch("rate", [{"payload": {"i": i}} for i in range(10)])
+    assert r.status_code in (200, 202), r.text
+    calls = up.wait_calls(10, "/rate", timeout=SOON + 5)
+    t = sorted(c.t_start for c in calls)
+    assert t[-1] - t[0] >= 0.9, f"10 calls in {t[-1] - t[0]:.3f}s"
+    assert t[-1] - t[0] <= 1.0 + LATE * 2, f"10 calls in {t[-1] - t[0]:.3f}s"
+    for i in range(len(t)):
+        for j in range(i + 1, len(t)):
+            assert j - i + 1 <= 5 + 5 * (t[j] - t[i] + 0.1), (i, j, t)
+    time.sleep(0.3)
+    assert len(up.calls("/rate")) == 10
+
+
+# --------------------------------------------------------------------------
+# when calls start, and on which connection
+
+
+def test_a_due_task_is_sent_at_once_and_a_delayed_one_on_time(server, up, api):
+    up.on("/later", answer(200, {"ok": True}))
+    t0 = time.monotonic()
+    tid = api.submit_ok("later", {"now": True}, headers={"Idempotency-Key": unique("k")})
+    (c,) = up.wait_calls(1, "/later", timeout=SOON)
+    assert c.t_start - t0 < 0.3 * SLOW, c.t_start - t0        # woken by the commit
+    assert c.method == "POST" and c.json() == {"now": True}
+    assert c.header("Content-Type") == "application/json"
+    assert c.header("Task-Id") == tid
+    t1 = time.monotonic()
+    api.submit_ok("later", {"now": False}, delay="700ms")
+    calls = up.wait_calls(2, "/later", timeout=SOON)
+    assert 0.65 <= calls[1].t_start - t1 <= 0.7 + LATE, calls[1].t_start - t1
+
+
+def test_upstream_connections_are_kept_alive(server, up):
+    path = f"/o/{unique('ka')}"
+    up.on(path, answer(200, {"ok": True}))
+    for _ in range(6):
+        r, _ = post(server, path, {"x": 1})
+        assert r.status_code == 200
+    peers = {c.peer for c in up.calls(path)}
+    assert len(peers) <= 2, peers            # one connection, reused (not 6)
+
+
+def test_sync_retries_inside_a_wait_are_invisible_in_time_too(server, up):
+    """A sync client whose task is retried waits for the retries, not for
+    the sync_timeout: the answer comes as soon as the last attempt ends."""
+    path = f"/o/{unique('quick')}"
+    up.on(path, fail_then(2, 502))
+    r, secs = post(server, path, {"x": 1})
+    assert r.status_code == 200
+    assert secs < 1.0 * SLOW + 0.5, secs
