@@ -272,7 +272,7 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     if (rc)
         return rc;
     int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
-    t->timeout_ms = lease; /* heartbeats without a lease extend by the same length */
+    t->lease_ms = lease; /* heartbeats without a lease extend by the same length */
     t->state = ACKD_TASK_PROCESSING;
     t->attempts++;
     ackd_id_new("lse_", t->lease_id);
@@ -351,8 +351,10 @@ static int apply_heartbeat(ackd_store_op_t *s, const ackd_store_backend_t *b, ac
     if (!lease_holds(op, s->now))
         return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
     ackd_task_t *t = &op->task;
-    int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
-    t->timeout_ms = lease;
+    int64_t lease = op->lease_ms > 0   ? op->lease_ms
+                    : t->lease_ms > 0 ? t->lease_ms
+                                      : default_lease_ms(op->tq, t);
+    t->lease_ms = lease;
     t->lease_expires_at = s->now + lease;
     t->updated_at = s->now;
     if (op->progress_pct >= 0)
@@ -424,7 +426,7 @@ static int apply_complete(ackd_store_op_t *s, const ackd_store_backend_t *b, ack
 
 /* Back to the queue after a backoff, or failed for good. */
 static int retry_or_fail(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
-                         bool retry, const char *final_outcome)
+                         bool retry, const char *retry_outcome, const char *final_outcome)
 {
     ackd_store_op_t *s = &op->base;
     ackd_task_t *t = &op->task;
@@ -436,7 +438,7 @@ static int retry_or_fail(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_s
         int64_t base = q ? q->retry_base_ms : 1000, cap = q ? q->retry_cap_ms : 300000;
         t->due_at = s->now + ackd_backoff_ms(base, cap, t->attempts, ackd_jitter(),
                                              op->retry_after_ms);
-        int rc = finish(op, b, c, ACKD_TASK_QUEUED, "retry");
+        int rc = finish(op, b, c, ACKD_TASK_QUEUED, retry_outcome);
         wake_if_due(s, t, s->now);
         return rc;
     }
@@ -456,7 +458,7 @@ static int apply_fail(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_st
         ackd_free(op->task.result);
         op->task.result = ackd_strdup(op->result);
     }
-    return retry_or_fail(op, b, c, op->retry, "failed");
+    return retry_or_fail(op, b, c, op->retry, "retry", "failed");
 }
 
 /* --- client calls --- */
@@ -767,7 +769,7 @@ static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
                      LOG_STR("queue", op->task.queue), LOG_INT("attempt", op->task.attempts),
                      LOG_STR("correlation_id", op->task.correlation_id));
             op->retry_after_ms = 0;
-            rc = retry_or_fail(op, b, c, true, "lease_expired");
+            rc = retry_or_fail(op, b, c, true, "lease_expired", "lease_expired");
             memcpy(s->changed_more[s->nchanged_more++], op->task.id, ACKD_ID_MAX);
         }
     }

@@ -8,7 +8,7 @@
  * Schema history (PRAGMA user_version):
  *   1  tasks, attempts, idempotency and their indexes.
  *   2  events (a task's history, for SSE), deliveries and delivery_tries
- *      (webhooks); tasks.event_seq. Existing tasks start at event 1
+ *      (webhooks); tasks.event_seq, tasks.lease_ms. Existing tasks start at event 1
  *      (task.queued, implied by the row), so old files migrate in place.
  * A new version appends a migration to `migrations`; opening an older file
  * runs the missing ones in one transaction, a newer file is refused. */
@@ -49,6 +49,7 @@ static const char *const migrations[] = {
     "CREATE INDEX idempotency_expiry ON idempotency(expires_at);",
     /* 2 */
     "ALTER TABLE tasks ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE tasks ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE events ("
     " task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL,"
     " data TEXT, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;"
@@ -69,7 +70,7 @@ static const char *const migrations[] = {
     "id, tenant, queue, state, priority, due_at, attempts, max_attempts, timeout_ms, lease_id,"    \
     " lease_expires_at, created_at, updated_at, finished_at, deadline_at, payload, request,"       \
     " result, error, progress_pct, progress_msg, correlation_id, traceparent, callback_url,"       \
-    " idem_key, cancel_requested, event_seq"
+    " idem_key, cancel_requested, event_seq, lease_ms"
 
 #define DLV_COLS                                                                                   \
     "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
@@ -91,12 +92,12 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_TASK_INSERT] = "INSERT INTO tasks (" TASK_COLS ") VALUES "
-                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
     [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
                       " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
-                      " cancel_requested=?14, timeout_ms=?15, event_seq=?16 WHERE id = ?1",
+                      " cancel_requested=?14, lease_ms=?15, event_seq=?16 WHERE id = ?1",
     [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
                     " ORDER BY priority DESC, due_at LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
@@ -347,6 +348,7 @@ static int sq_task_insert(ackd_store_conn_t *c, const ackd_task_t *t)
     bind_text(s, i++, t->idem_key);
     sqlite3_bind_int(s, i++, t->cancel_requested);
     sqlite3_bind_int(s, i++, t->event_seq > 0 ? t->event_seq : 1);
+    sqlite3_bind_int64(s, i++, t->lease_ms);
     return exec_stmt(c, s, "task insert");
 }
 
@@ -382,6 +384,7 @@ static void read_task(sqlite3_stmt *s, ackd_task_t *t)
     t->idem_key = col_text(s, i++);
     t->cancel_requested = sqlite3_column_int(s, i++) != 0;
     t->event_seq = sqlite3_column_int(s, i++);
+    t->lease_ms = sqlite3_column_int64(s, i++);
 }
 
 static int sq_task_get(ackd_store_conn_t *c, const char *id, ackd_task_t *out)
@@ -422,7 +425,7 @@ static int sq_task_update(ackd_store_conn_t *c, const ackd_task_t *t)
         sqlite3_bind_null(s, 12);
     bind_text(s, 13, t->progress_msg);
     sqlite3_bind_int(s, 14, t->cancel_requested);
-    sqlite3_bind_int64(s, 15, t->timeout_ms);
+    sqlite3_bind_int64(s, 15, t->lease_ms);
     sqlite3_bind_int(s, 16, t->event_seq > 0 ? t->event_seq : 1);
     return exec_stmt(c, s, "task update");
 }

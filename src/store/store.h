@@ -50,7 +50,8 @@ typedef struct {
     int64_t due_at;            /* queued: may run from then on */
     int attempts;              /* attempts started */
     int max_attempts;
-    int64_t timeout_ms;        /* lease length for pull workers (the last one granted), 0 = queue default */
+    int64_t timeout_ms;        /* lease length for pull workers asked at submit, 0 = queue default */
+    int64_t lease_ms;          /* length of the lease last granted; heartbeats extend by it */
     char lease_id[ACKD_ID_MAX];/* "" when no lease */
     int64_t lease_expires_at;
     int64_t created_at, updated_at, finished_at;
@@ -162,7 +163,7 @@ typedef struct {
     /* Reads a task; in a write transaction, locks it for update. */
     int (*task_get)(ackd_store_conn_t *c, const char *id, ackd_task_t *out);
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
-     * result, error, progress, cancel_requested, timeout_ms). */
+     * result, error, progress, cancel_requested, lease_ms, event_seq). */
     int (*task_update)(ackd_store_conn_t *c, const ackd_task_t *t);
     /* Ids of queued tasks of `queue` due at `now`, by priority then due time
      * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */

@@ -747,10 +747,10 @@ def test_an_expired_or_superseded_lease_is_409_and_changes_nothing(server, q):
         r = w2.complete(tid, c2["lease_id"], {"from": "w2"})
         assert r.status_code == 200 and r.json()["result"] == {"from": "w2"}
         h = w2.task(tid, history=True)["history"]
-        # the expired attempt is recorded with its cause (its outcome names
-        # what followed: "retry" here, "lease_expired" after the last one)
+        # the expired attempt is recorded with its cause, whether the task
+        # was requeued (here) or failed (after its last attempt)
         assert h[0]["error"]["message"] == "lease expired" and h[0]["ended_at"]
-        assert [a["outcome"] for a in h] == ["retry", "completed"]
+        assert [a["outcome"] for a in h] == ["lease_expired", "completed"]
 
 
 def test_fail_without_retry_is_terminal(api, q):

@@ -286,7 +286,7 @@ def test_an_expired_lease_requeues_the_task(server, api, q):
     d = api.task(tid, history=True)
     assert d["status"] == "processing" and d["attempts"] == 2
     h = d["history"]
-    assert h[0]["outcome"] == "retry" and h[0]["error"]["message"] == "lease expired"
+    assert h[0]["outcome"] == "lease_expired" and h[0]["error"]["message"] == "lease expired"
     # the first worker is fenced off
     assert api.complete(tid, c1["lease_id"], "late").status_code == 409
     assert api.complete(tid, c2["lease_id"], "on time").status_code == 200

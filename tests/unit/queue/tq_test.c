@@ -976,7 +976,7 @@ TQ_TEST(tq_lease_expiry_requeues_then_fails)
     CHECK(op->task.lease_id[0] == '\0');
     CHECK(strstr(op->task.error, "lease expired") != NULL);
     CHECK_INT(op->nattempts, 1);
-    CHECK_STR(op->attempts[0].outcome, "retry");
+    CHECK_STR(op->attempts[0].outcome, "lease_expired");
     ackd_tq_op_free(op);
     /* the worker that lost its lease can no longer change the task */
     CHECK_INT(complete(f, id, lease, "{}"), ACKD_ECONFLICT);

@@ -304,8 +304,11 @@ static void roundtrip_body(fx_t *f)
     ackd_free(t.progress_msg);
     t.progress_msg = NULL;
     t.cancel_requested = false;
-    t.timeout_ms = 7000;
-    /* immutable ones are not touched by an update */
+    t.lease_ms = 7000;
+    t.event_seq = 4;
+    int64_t asked = t.timeout_ms;
+    t.timeout_ms = asked + 1;
+    /* immutable ones (the timeout asked at submit, the payload) are not touched by an update */
     ackd_free(t.payload);
     t.payload = ackd_strdup("{\"changed\":1}");
     CHECK_INT(B->task_update(f->c, &t), 0);
@@ -323,7 +326,9 @@ static void roundtrip_body(fx_t *f)
     CHECK_INT(g.progress_pct, -1);
     CHECK(g.progress_msg == NULL);
     CHECK(!g.cancel_requested);
-    CHECK_INT(g.timeout_ms, 7000);
+    CHECK_INT(g.lease_ms, 7000);
+    CHECK_INT(g.event_seq, 4);
+    CHECK_INT(g.timeout_ms, asked);
     CHECK_STR(g.payload, "{\"amount\":100,\"s\":\"\\u00e9\"}");
     CHECK_INT(g.created_at, 1700000000001);
     CHECK_STR(g.correlation_id, "req-123");
