@@ -2,8 +2,8 @@
  *
  * Loop phases of the dispatcher's thread:
  *   inbox   claims answered by the store (on_inbox, woken by uv_async_send)
- *   curl    socket readiness and curl's timer drive transfers (on_poll, on_curl_timer)
- *   done    finished transfers become complete/fail operations (check_done)
+ *   curl    transfers run in http/client.c on this loop
+ *   done    finished transfers become complete/fail operations (call_done)
  *   rate    a queue out of tokens waits for the next one (on_rate_timer)
  * Everything here but post_claim (a store thread) runs on that thread. */
 #include "dispatch/dispatch.h"
@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "dispatch/upstream.h"
+#include "http/client.h"
 
 #define MAX_CLAIM 100
 #define MAX_INFLIGHT_UNLIMITED 10000 /* "unlimited" still bounds memory */
@@ -34,21 +35,14 @@ typedef struct qstate {
     uv_timer_t rate_timer;
 } qstate_t;
 
-typedef struct sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct ackd_dispatch *d;
-} sock_t;
-
 struct ackd_dispatch {
     const ackd_config_t *cfg;
     ackd_tq_t *tq;
     uv_thread_t thread;
     uv_loop_t loop;
     uv_async_t async;
-    uv_timer_t curl_timer;
     uv_timer_t grace_timer;
-    CURLM *multi;
+    ackd_http_client_t *client;
     qstate_t *queues;
     int nqueues;
     int inflight;
@@ -67,7 +61,6 @@ struct ackd_dispatch {
 static void maybe_claim(qstate_t *q);
 static void begin_stop(struct ackd_dispatch *d);
 static void on_grace_over(uv_timer_t *t);
-static void on_sock_closed(uv_handle_t *h);
 
 /* --- finishing a call --- */
 
@@ -92,9 +85,12 @@ static void record(struct ackd_dispatch *d, ackd_call_t *call, ackd_outcome_t *o
     ackd_tq_run(op);
 }
 
-static void call_done(struct ackd_dispatch *d, ackd_call_t *call, CURLcode rc)
+static void call_done(CURL *easy, CURLcode rc, void *data)
 {
+    (void)easy;
+    ackd_call_t *call = data;
     qstate_t *q = call->owner;
+    struct ackd_dispatch *d = q->d;
     ackd_outcome_t o;
     ackd_call_outcome(call, rc, &o);
     ACKD_LOG(o.kind == ACKD_TQ_COMPLETE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "upstream call",
@@ -107,7 +103,6 @@ static void call_done(struct ackd_dispatch *d, ackd_call_t *call, CURLcode rc)
     record(d, call, &o);
     ackd_free(o.result);
     ackd_free(o.error);
-    curl_multi_remove_handle(d->multi, call->easy);
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -123,90 +118,6 @@ static void call_done(struct ackd_dispatch *d, ackd_call_t *call, CURLcode rc)
         return;
     }
     maybe_claim(q);
-}
-
-static void check_done(struct ackd_dispatch *d)
-{
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(d->multi, &left))) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        ackd_call_t *call;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
-        call_done(d, call, m->data.result);
-    }
-}
-
-/* --- libcurl on libuv (curl's multi-uv pattern) --- */
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    sock_t *s = h->data;
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    int running;
-    curl_multi_socket_action(s->d->multi, s->fd, flags, &running);
-    check_done(s->d);
-}
-
-static void on_sock_closed(uv_handle_t *h)
-{
-    ackd_free(h->data);
-}
-
-static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    (void)e;
-    struct ackd_dispatch *d = userp;
-    sock_t *s = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(d->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = ACKD_NEW(sock_t);
-        s->fd = fd;
-        s->d = d;
-        uv_poll_init_socket(&d->loop, &s->poll, fd);
-        s->poll.data = s;
-        curl_multi_assign(d->multi, fd, s);
-    }
-    int events = 0;
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
-    return 0;
-}
-
-static void on_curl_timer(uv_timer_t *t)
-{
-    struct ackd_dispatch *d = t->data;
-    int running;
-    curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(d);
-}
-
-static int on_timer_change(CURLM *m, long timeout_ms, void *userp)
-{
-    (void)m;
-    struct ackd_dispatch *d = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&d->curl_timer);
-    else
-        uv_timer_start(&d->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* --- starting calls --- */
@@ -241,7 +152,7 @@ static void start_call(qstate_t *q, ackd_task_t *task)
     if (d->calls)
         d->calls->prev = call;
     d->calls = call;
-    curl_multi_add_handle(d->multi, call->easy);
+    ackd_http_client_start(d->client, call->easy, call_done, call);
 }
 
 static void on_rate_timer(uv_timer_t *t)
@@ -380,7 +291,7 @@ static void close_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;
     if (!uv_is_closing(h))
-        uv_close(h, h->type == UV_POLL ? on_sock_closed : NULL);
+        uv_close(h, NULL);
 }
 
 /* Calls still running are abandoned (their leases expire and the tasks run
@@ -390,10 +301,11 @@ static void begin_stop(struct ackd_dispatch *d)
     if (d->closing)
         return;
     d->closing = true;
+    ackd_http_client_free(d->client); /* abandons the calls still running */
+    d->client = NULL;
     for (ackd_call_t *c = d->calls; c;) {
         ackd_call_t *next = c->next;
         ACKD_LOG(ACKD_LOG_WARN, "upstream call abandoned at shutdown", LOG_STR("task_id", c->task.id));
-        curl_multi_remove_handle(d->multi, c->easy);
         ackd_call_free(c);
         c = next;
     }
@@ -408,8 +320,6 @@ static void begin_stop(struct ackd_dispatch *d)
     for (int i = 0; i < n; i++)
         ackd_tq_op_free(ops[i]);
     ackd_free(ops);
-    curl_multi_cleanup(d->multi);
-    d->multi = NULL;
     uv_walk(&d->loop, close_handle, NULL);
 }
 
@@ -435,16 +345,10 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
     uv_loop_init(&d->loop);
     uv_async_init(&d->loop, &d->async, on_inbox);
     d->async.data = d;
-    uv_timer_init(&d->loop, &d->curl_timer);
-    d->curl_timer.data = d;
     uv_timer_init(&d->loop, &d->grace_timer);
     d->grace_timer.data = d;
     pthread_mutex_init(&d->lock, NULL);
-    d->multi = curl_multi_init();
-    curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
-    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+    d->client = ackd_http_client_new(&d->loop);
     d->queues = ackd_calloc((size_t)n, sizeof *d->queues);
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (!cfg->queues[i].upstream)

@@ -1,0 +1,181 @@
+/* client.c - libcurl multi on libuv (see client.h). */
+#include "http/client.h"
+
+#include "base/alloc.h"
+
+typedef struct xfer {
+    struct xfer *next, *prev;
+    CURL *easy;
+    ackd_http_client_done_fn done;
+    void *data;
+} xfer_t;
+
+typedef struct {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    ackd_http_client_t *c;
+} sock_t;
+
+struct ackd_http_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t *timer;           /* heap: closes after the client is freed */
+    xfer_t *xfers;
+    int running;
+};
+
+static void check_done(ackd_http_client_t *c)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(c->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        xfer_t *x;
+        CURLcode rc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(c->multi, x->easy);
+        if (x->prev)
+            x->prev->next = x->next;
+        else
+            c->xfers = x->next;
+        if (x->next)
+            x->next->prev = x->prev;
+        c->running--;
+        ackd_http_client_done_fn done = x->done;
+        CURL *easy = x->easy;
+        void *data = x->data;
+        ackd_free(x);
+        done(easy, rc, data); /* may start new transfers */
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    sock_t *s = h->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(s->c->multi, s->fd, flags, &running);
+    check_done(s->c);
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    ackd_free(h->data);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)e;
+    ackd_http_client_t *c = userp;
+    sock_t *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+            curl_multi_assign(c->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = ACKD_NEW(sock_t);
+        s->fd = fd;
+        s->c = c;
+        uv_poll_init_socket(c->loop, &s->poll, fd);
+        s->poll.data = s;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    ackd_http_client_t *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(c);
+}
+
+static int on_timer_change(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    ackd_http_client_t *c = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(c->timer);
+    else
+        uv_timer_start(c->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+ackd_http_client_t *ackd_http_client_new(uv_loop_t *loop)
+{
+    ackd_http_client_t *c = ACKD_NEW(ackd_http_client_t);
+    c->loop = loop;
+    c->timer = ACKD_NEW(uv_timer_t);
+    uv_timer_init(loop, c->timer);
+    c->timer->data = c;
+    c->multi = curl_multi_init();
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    return c;
+}
+
+void ackd_http_client_start(ackd_http_client_t *c, CURL *easy, ackd_http_client_done_fn done,
+                            void *data)
+{
+    xfer_t *x = ACKD_NEW(xfer_t);
+    x->easy = easy;
+    x->done = done;
+    x->data = data;
+    x->next = c->xfers;
+    if (c->xfers)
+        c->xfers->prev = x;
+    c->xfers = x;
+    c->running++;
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    curl_multi_add_handle(c->multi, easy);
+}
+
+int ackd_http_client_running(const ackd_http_client_t *c)
+{
+    return c->running;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    ackd_free(h);
+}
+
+static void close_polls(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_POLL && !uv_is_closing(h) && ((sock_t *)h->data)->c == arg)
+        uv_close(h, on_sock_closed);
+}
+
+void ackd_http_client_free(ackd_http_client_t *c)
+{
+    for (xfer_t *x = c->xfers, *next; x; x = next) {
+        next = x->next;
+        curl_multi_remove_handle(c->multi, x->easy);
+        ackd_free(x); /* the owner frees its easy handle with its own state */
+    }
+    c->timer->data = NULL;
+    curl_multi_cleanup(c->multi);
+    uv_walk(c->loop, close_polls, c);
+    uv_close((uv_handle_t *)c->timer, on_timer_closed);
+    ackd_free(c);
+}

@@ -1,0 +1,28 @@
+/* client.h - outgoing HTTP calls: libcurl's multi interface driven by a
+ * libuv loop (curl's multi-uv pattern): no thread per call, connections kept
+ * alive and reused by curl's connection cache.
+ *
+ * A client belongs to one loop and is used only from that loop's thread.
+ * The caller prepares an easy handle; the client runs it and calls `done`
+ * once with curl's result; the caller then owns the handle again. */
+#ifndef ACKD_HTTP_CLIENT_H
+#define ACKD_HTTP_CLIENT_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+typedef struct ackd_http_client ackd_http_client_t;
+typedef void (*ackd_http_client_done_fn)(CURL *easy, CURLcode rc, void *data);
+
+ackd_http_client_t *ackd_http_client_new(uv_loop_t *loop);
+/* Starts a transfer. CURLOPT_PRIVATE is the client's: keep your state in data. */
+void ackd_http_client_start(ackd_http_client_t *c, CURL *easy, ackd_http_client_done_fn done,
+                            void *data);
+/* Transfers running now. */
+int ackd_http_client_running(const ackd_http_client_t *c);
+/* Abandons every running transfer (done is not called; their easy handles
+ * are cleaned up) and frees the client. Its uv handles are closed: run the
+ * loop afterwards so they finish closing. */
+void ackd_http_client_free(ackd_http_client_t *c);
+
+#endif
