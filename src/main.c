@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "dispatch/dispatch.h"
+#include "webhook/sender.h"
 #include "http/http.h"
 #include "http/router.h"
 
@@ -150,6 +151,12 @@ static int serve(const ackd_config_t *cfg)
         ackd_tq_close(tq);
         return 1;
     }
+    ackd_webhook_sender_t *sender = NULL;
+    if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
+        ackd_dispatch_stop(dispatch, 0);
+        ackd_tq_close(tq);
+        return 1;
+    }
     daemon_t d = {0};
     ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
@@ -182,6 +189,7 @@ static int serve(const ackd_config_t *cfg)
 
     ackd_api_stop(&api);
     ackd_dispatch_stop(dispatch, cfg->server.shutdown_grace_ms);
+    ackd_webhook_sender_stop(sender, cfg->server.shutdown_grace_ms);
     ackd_tq_close(tq);
     ackd_http_server_free(d.http);
     ackd_router_free(router);

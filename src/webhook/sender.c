@@ -1,0 +1,340 @@
+/* sender.c - the webhook sender's thread (see sender.h).
+ *
+ * Loop phases: inbox (claims answered by the store), resolve (one lookup per
+ * try, on libuv's thread pool), guard (every address checked), call
+ * (http/client.c), record (the try and what follows, as a store operation). */
+#include "webhook/sender.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/units.h"
+#include "http/client.h"
+#include "webhook/deliver.h"
+
+#define MAX_INFLIGHT 256
+#define CLAIM_WAIT_MS 30000
+#define LEASE_MARGIN_MS 10000
+
+struct ackd_webhook_sender {
+    const ackd_config_t *cfg;
+    ackd_tq_t *tq;
+    ackd_guard_t guard;
+    int64_t *schedule;
+    int nschedule;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_timer_t grace_timer;
+    ackd_http_client_t *client;
+    int inflight;                 /* resolving or calling */
+    bool claiming;
+    ackd_tq_op_t *claim;
+    ackd_wh_call_t *calls;
+    pthread_mutex_t lock;         /* the inbox, shared with store threads */
+    ackd_tq_op_t **inbox;
+    int ninbox, capinbox;
+    bool closed, stop_requested;
+    int64_t grace_ms;
+    bool stopping, closing;
+};
+
+static void maybe_claim(ackd_webhook_sender_t *s);
+static void begin_stop(ackd_webhook_sender_t *s);
+
+static void on_recorded(ackd_tq_op_t *op)
+{
+    ackd_tq_op_free(op);
+}
+
+static void unlink_call(ackd_webhook_sender_t *s, ackd_wh_call_t *call)
+{
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        s->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    s->inflight--;
+}
+
+/* Records the try and frees the call; then claims more. */
+static void finish(ackd_webhook_sender_t *s, ackd_wh_call_t *call, ackd_delivery_try_t *t,
+                   int outcome, int64_t next_at)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_RECORD, on_recorded, NULL);
+    memcpy(op->id, call->d.id, ACKD_ID_MAX);
+    op->try_ = *t;
+    op->outcome = outcome;
+    op->next_at = next_at;
+    ACKD_LOG(outcome == ACKD_DELIVERY_DONE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "webhook try",
+             LOG_STR("task_id", call->d.task_id), LOG_STR("delivery_id", call->d.id),
+             LOG_INT("try", call->d.tries), LOG_INT("status", t->status),
+             LOG_STR("error", t->error),
+             LOG_STR("outcome", outcome == ACKD_DELIVERY_DONE     ? "delivered"
+                                : outcome == ACKD_DELIVERY_RETRY ? "retry"
+                                                                 : "given up"));
+    ackd_tq_run(op);
+    unlink_call(s, call);
+    ackd_wh_free(call);
+    if (s->stopping) {
+        if (s->inflight == 0)
+            begin_stop(s);
+        return;
+    }
+    maybe_claim(s);
+}
+
+static void refuse(ackd_webhook_sender_t *s, ackd_wh_call_t *call, const char *why, int outcome,
+                   int64_t next_at)
+{
+    ackd_delivery_try_t t = {.at = ackd_now_ms(), .error = ackd_strdup(why)};
+    finish(s, call, &t, outcome, next_at);
+}
+
+static void on_done(CURL *easy, CURLcode rc, void *data)
+{
+    (void)easy;
+    ackd_wh_call_t *call = data;
+    ackd_webhook_sender_t *s = call->owner;
+    ackd_delivery_try_t t;
+    int outcome = ACKD_DELIVERY_GIVE_UP;
+    int64_t next_at = 0;
+    ackd_wh_outcome(call, rc, s->schedule, s->nschedule, ackd_now_ms(), &t, &outcome, &next_at);
+    finish(s, call, &t, outcome, next_at);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    ackd_wh_call_t *call = req->data;
+    ackd_webhook_sender_t *s = call->owner;
+    if (status == UV_ECANCELED || s->closing) {
+        uv_freeaddrinfo(res);
+        unlink_call(s, call);
+        ackd_wh_free(call);
+        return;
+    }
+    if (status < 0) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", call->host, uv_strerror(status));
+        /* DNS trouble is usually passing: the schedule decides */
+        int idx = call->d.tries - 1;
+        if (idx < s->nschedule)
+            refuse(s, call, why, ACKD_DELIVERY_RETRY, ackd_now_ms() + s->schedule[idx]);
+        else
+            refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);
+        return;
+    }
+    char why[512];
+    int rc = ackd_wh_prepare(call, &s->cfg->webhooks, &s->guard, res, why, sizeof why);
+    uv_freeaddrinfo(res);
+    if (rc) {
+        refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);
+        return;
+    }
+    call->started_us = ackd_mono_us();
+    ackd_http_client_start(s->client, call->easy, on_done, call);
+}
+
+static void start_delivery(ackd_webhook_sender_t *s, ackd_delivery_t *d)
+{
+    ackd_wh_call_t *call = ACKD_NEW(ackd_wh_call_t);
+    call->d = *d; /* moved */
+    memset(d, 0, sizeof *d);
+    call->owner = s;
+    call->next = s->calls;
+    if (s->calls)
+        s->calls->prev = call;
+    s->calls = call;
+    s->inflight++;
+    const char *why;
+    if (ackd_wh_parse_url(call, &why) != 0) {
+        refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    call->gai.data = call;
+    int rc = uv_getaddrinfo(&s->loop, &call->gai, on_resolved, call->host, call->port, &hints);
+    if (rc)
+        refuse(s, call, uv_strerror(rc), ACKD_DELIVERY_RETRY, ackd_now_ms() + 1000);
+}
+
+/* Store thread: a claim finished. */
+static void on_claimed(ackd_tq_op_t *op)
+{
+    ackd_webhook_sender_t *s = op->data;
+    pthread_mutex_lock(&s->lock);
+    if (s->closed) {
+        pthread_mutex_unlock(&s->lock);
+        ackd_tq_op_free(op); /* their leases run out and they are tried again */
+        return;
+    }
+    if (s->ninbox == s->capinbox) {
+        s->capinbox = s->capinbox ? s->capinbox * 2 : 8;
+        s->inbox = ackd_realloc(s->inbox, (size_t)s->capinbox * sizeof *s->inbox);
+    }
+    s->inbox[s->ninbox++] = op;
+    pthread_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
+}
+
+static void maybe_claim(ackd_webhook_sender_t *s)
+{
+    if (s->stopping || s->claiming || s->inflight >= MAX_INFLIGHT)
+        return;
+    ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_CLAIM, on_claimed, s);
+    op->max = MAX_INFLIGHT - s->inflight;
+    op->lease_ms = s->cfg->webhooks.timeout_ms + LEASE_MARGIN_MS;
+    op->wait_until = ackd_now_ms() + CLAIM_WAIT_MS;
+    s->claiming = true;
+    s->claim = op;
+    ackd_tq_run(op);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    begin_stop(t->data);
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    ackd_webhook_sender_t *s = a->data;
+    pthread_mutex_lock(&s->lock);
+    ackd_tq_op_t **ops = s->inbox;
+    int n = s->ninbox;
+    s->inbox = NULL;
+    s->ninbox = s->capinbox = 0;
+    bool stop = s->stop_requested;
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < n; i++) {
+        ackd_tq_op_t *op = ops[i];
+        s->claiming = false;
+        s->claim = NULL;
+        for (int k = 0; op->status == 0 && k < op->ndeliveries; k++)
+            start_delivery(s, &op->deliveries[k]);
+        ackd_tq_op_free(op);
+    }
+    ackd_free(ops);
+    if (stop && !s->stopping) {
+        s->stopping = true;
+        if (s->claiming && ackd_tq_abandon(s->claim)) {
+            s->claiming = false;
+            s->claim = NULL;
+        }
+        if (s->inflight == 0)
+            begin_stop(s);
+        else
+            uv_timer_start(&s->grace_timer, on_grace_over, (uint64_t)s->grace_ms, 0);
+        return;
+    }
+    maybe_claim(s);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void begin_stop(ackd_webhook_sender_t *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    ackd_http_client_free(s->client);
+    s->client = NULL;
+    for (ackd_wh_call_t *c = s->calls, *next; c; c = next) {
+        next = c->next;
+        if (c->easy) {
+            unlink_call(s, c);
+            ackd_wh_free(c);
+        } else {
+            uv_cancel((uv_req_t *)&c->gai); /* on_resolved frees it */
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    ackd_tq_op_t **ops = s->inbox;
+    int n = s->ninbox;
+    s->inbox = NULL;
+    s->ninbox = s->capinbox = 0;
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < n; i++)
+        ackd_tq_op_free(ops[i]);
+    ackd_free(ops);
+    uv_walk(&s->loop, close_handle, NULL);
+}
+
+static void thread_main(void *arg)
+{
+    ackd_webhook_sender_t *s = arg;
+    maybe_claim(s);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+
+static int parse_schedule(ackd_webhook_sender_t *s, const char *text)
+{
+    for (const char *p = text; p && *p;) {
+        size_t n = strcspn(p, " ");
+        char item[32];
+        int64_t ms;
+        if (n && n < sizeof item) {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (ackd_parse_duration_ms(item, &ms) == 0) {
+                s->schedule = ackd_realloc(s->schedule, (size_t)(s->nschedule + 1) * sizeof(int64_t));
+                s->schedule[s->nschedule++] = ms;
+            }
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *cfg, ackd_tq_t *tq)
+{
+    ackd_webhook_sender_t *s = ACKD_NEW(ackd_webhook_sender_t);
+    s->cfg = cfg;
+    s->tq = tq;
+    if (ackd_guard_init(&s->guard, cfg->webhooks.allow_private) != 0) {
+        ackd_free(s);
+        return -1; /* the config check rules this out */
+    }
+    parse_schedule(s, cfg->webhooks.schedule);
+    uv_loop_init(&s->loop);
+    uv_async_init(&s->loop, &s->async, on_inbox);
+    s->async.data = s;
+    uv_timer_init(&s->loop, &s->grace_timer);
+    s->grace_timer.data = s;
+    pthread_mutex_init(&s->lock, NULL);
+    s->client = ackd_http_client_new(&s->loop);
+    int rc = uv_thread_create(&s->thread, thread_main, s);
+    if (rc)
+        return rc;
+    *out = s;
+    return 0;
+}
+
+void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop_requested = true;
+    s->grace_ms = grace_ms;
+    pthread_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
+    uv_thread_join(&s->thread);
+    uv_loop_close(&s->loop);
+    pthread_mutex_destroy(&s->lock);
+    ackd_guard_free(&s->guard);
+    ackd_free(s->schedule);
+    ackd_free(s);
+}

@@ -1,0 +1,24 @@
+/* sender.h - the webhook sender: delivers the outcome of finished tasks.
+ *
+ * Its own thread and libuv loop, with http/client.c for the calls. It keeps a
+ * claim for due deliveries parked in the store: the commit that ends a task
+ * with a callback URL hands the delivery over at once, and a retry's due time
+ * wakes it through the store's due timer. Each claimed delivery holds a lease
+ * (the timeout plus a margin) in its next_at, so a crash mid-try only delays
+ * it: delivery is at least once. Start and stop from the main thread. */
+#ifndef ACKD_WEBHOOK_SENDER_H
+#define ACKD_WEBHOOK_SENDER_H
+
+#include "config/config.h"
+#include "queue/tq.h"
+
+typedef struct ackd_webhook_sender ackd_webhook_sender_t;
+
+int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *cfg,
+                              ackd_tq_t *tq);
+/* Lets tries in flight finish for up to grace_ms, then abandons the rest
+ * (they are tried again after their lease), joins the thread. Before the
+ * task queue closes. */
+void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms);
+
+#endif
