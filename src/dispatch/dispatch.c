@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
@@ -131,6 +132,15 @@ static void start_call(qstate_t *q, ackd_task_t *task)
     call->conf = q->conf;
     call->owner = q;
     call->started_us = ackd_mono_us();
+    /* a long call may report progress back to us, for this attempt only */
+    const ackd_server_conf_t *srv = &d->cfg->server;
+    const char *host = srv->listen_host;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+        host = "127.0.0.1";
+    snprintf(call->progress_url, sizeof call->progress_url, "http://%s%s%s:%d/v1/tasks/%s/progress",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", srv->listen_port,
+             call->task.id);
+    ackd_tq_progress_token(d->tq, call->task.id, call->task.lease_id, call->progress_token);
     const char *why = NULL;
     if (ackd_call_prepare(call, &why) != 0) {
         ACKD_LOG(ACKD_LOG_ERROR, "task cannot be sent upstream", LOG_STR("task_id", call->task.id),

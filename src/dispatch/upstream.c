@@ -211,6 +211,10 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
         rc |= add_header(call, "X-Request-ID", t->correlation_id);
     if (t->traceparent)
         rc |= add_header(call, "traceparent", t->traceparent);
+    if (call->progress_token[0]) {
+        rc |= add_header(call, "Task-Progress-URL", call->progress_url);
+        rc |= add_header(call, "Task-Progress-Token", call->progress_token);
+    }
     call->headers = curl_slist_append(call->headers, "Expect:"); /* no 100-continue round trip */
     if (rc) {
         free(url);

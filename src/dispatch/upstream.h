@@ -27,6 +27,8 @@ typedef struct ackd_call {
     json_t *answer_headers;      /* kept answer headers, lower-case names */
     int64_t retry_after_ms;
     int64_t started_us;
+    char progress_url[160];      /* where the upstream may report progress */
+    char progress_token[65];     /* and the token that authorises it */
 } ackd_call_t;
 
 /* What to do with the task after the call. */
