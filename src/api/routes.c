@@ -247,9 +247,14 @@ ackd_http_response_t *api_replay_result(const char *result_text, const char *tas
     json_t *v;
     json_object_foreach(json_object_get(res, "headers"), k, v)
     {
-        if (json_is_string(v) && strcasecmp(k, "content-type") != 0 &&
-            strcasecmp(k, "content-length") != 0 && strcasecmp(k, "transfer-encoding") != 0 &&
-            strcasecmp(k, "connection") != 0)
+        /* ackd writes these itself (X-Request-ID is the client's request id) */
+        static const char *const own[] = {"content-type", "content-length", "transfer-encoding",
+                                          "connection", "keep-alive", "x-request-id", "date",
+                                          "server", NULL};
+        int skip = !json_is_string(v);
+        for (int i = 0; !skip && own[i]; i++)
+            skip = strcasecmp(k, own[i]) == 0;
+        if (!skip)
             ackd_http_response_header(r, k, json_string_value(v));
     }
     if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {

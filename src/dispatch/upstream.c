@@ -22,7 +22,7 @@ static int dropped_answer_header(const char *name)
 {
     static const char *const names[] = {"connection", "keep-alive", "transfer-encoding", "te",
                                         "trailer", "upgrade", "content-length", "date", "server",
-                                        "content-type", NULL};
+                                        "content-type", "x-request-id", NULL};
     for (int i = 0; names[i]; i++)
         if (strcasecmp(name, names[i]) == 0)
             return 1;

@@ -22,6 +22,7 @@ struct ackd_http_client {
     uv_timer_t *timer;           /* heap: closes after the client is freed */
     xfer_t *xfers;
     int running;
+    int cleaning;                /* inside curl_multi_cleanup: sockets are going anyway */
 };
 
 static void check_done(ackd_http_client_t *c)
@@ -79,7 +80,8 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
         if (s) {
             uv_poll_stop(&s->poll);
             uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(c->multi, fd, NULL);
+            if (!c->cleaning)
+                curl_multi_assign(c->multi, fd, NULL);
         }
         return 0;
     }
@@ -174,6 +176,7 @@ void ackd_http_client_free(ackd_http_client_t *c)
         ackd_free(x); /* the owner frees its easy handle with its own state */
     }
     c->timer->data = NULL;
+    c->cleaning = 1;
     curl_multi_cleanup(c->multi);
     uv_walk(c->loop, close_polls, c);
     uv_close((uv_handle_t *)c->timer, on_timer_closed);

@@ -21,7 +21,8 @@ void ackd_http_client_start(ackd_http_client_t *c, CURL *easy, ackd_http_client_
 /* Transfers running now. */
 int ackd_http_client_running(const ackd_http_client_t *c);
 /* Abandons every running transfer (done is not called; their easy handles
- * are cleaned up) and frees the client. Its uv handles are closed: run the
+ * are removed from the client but stay their owners' to clean up) and frees
+ * the client. Its uv handles are closed: run the
  * loop afterwards so they finish closing. */
 void ackd_http_client_free(ackd_http_client_t *c);
 
