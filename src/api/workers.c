@@ -173,6 +173,28 @@ static char *dump(json_t *v)
     return copy;
 }
 
+/* Reads the optional progress (0..100) and message of a heartbeat or a
+ * progress report into op; returns the bad field's name, or NULL. */
+static const char *read_progress(json_t *body, ackd_tq_op_t *op, const char **expected)
+{
+    json_t *v;
+    if ((v = json_object_get(body, "progress")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100) {
+            *expected = "a number 0..100";
+            return "progress";
+        }
+        op->progress_pct = (int)json_number_value(v);
+    }
+    if ((v = json_object_get(body, "message")) && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > 1024) {
+            *expected = "a string of at most 1024 characters";
+            return "message";
+        }
+        op->progress_msg = ackd_strdup(json_string_value(v));
+    }
+    return NULL;
+}
+
 static void on_heartbeat(ackd_http_req_t *req, void *data)
 {
     json_t *body;
@@ -188,18 +210,8 @@ static void on_heartbeat(ackd_http_req_t *req, void *data)
         else
             op->lease_ms = ms;
     }
-    if (!bad && (v = json_object_get(body, "progress")) && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
-            bad = "progress", expected = "a number 0..100";
-        else
-            op->progress_pct = (int)json_number_value(v);
-    }
-    if (!bad && (v = json_object_get(body, "message")) && !json_is_null(v)) {
-        if (!json_is_string(v) || json_string_length(v) > 1024)
-            bad = "message", expected = "a string of at most 1024 characters";
-        else
-            op->progress_msg = ackd_strdup(json_string_value(v));
-    }
+    if (!bad)
+        bad = read_progress(body, op, &expected);
     json_decref(body);
     if (bad) {
         ackd_tq_op_free(op);
@@ -316,20 +328,8 @@ static void on_progress(ackd_http_req_t *req, void *data)
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_PROGRESS, on_progress_recorded, NULL);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->token, sizeof op->token, "%s", token);
-    json_t *v;
-    const char *bad = NULL, *expected = NULL;
-    if ((v = json_object_get(body, "progress")) && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
-            bad = "progress", expected = "a number 0..100";
-        else
-            op->progress_pct = (int)json_number_value(v);
-    }
-    if (!bad && (v = json_object_get(body, "message")) && !json_is_null(v)) {
-        if (!json_is_string(v) || json_string_length(v) > 1024)
-            bad = "message", expected = "a string of at most 1024 characters";
-        else
-            op->progress_msg = ackd_strdup(json_string_value(v));
-    }
+    const char *expected = NULL;
+    const char *bad = read_progress(body, op, &expected);
     json_decref(body);
     if (!bad && op->progress_pct < 0 && !op->progress_msg)
         bad = "progress", expected = "progress and/or message";

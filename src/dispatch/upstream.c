@@ -15,6 +15,7 @@
 #include "base/alloc.h"
 #include "base/base64.h"
 #include "base/error.h"
+#include "http/client.h"
 #include "queue/tq.h"
 
 /* Answer headers not worth keeping: about the hop, or recomputed on replay. */
@@ -72,21 +73,6 @@ static size_t on_answer_body(char *data, size_t size, size_t n, void *userp)
     return size * n;
 }
 
-static int64_t parse_retry_after(const char *v)
-{
-    while (*v == ' ')
-        v++;
-    if (*v >= '0' && *v <= '9') {
-        int64_t secs = 0;
-        for (; *v >= '0' && *v <= '9' && secs < 86400; v++)
-            secs = secs * 10 + (*v - '0');
-        return secs * 1000;
-    }
-    time_t when = curl_getdate(v, NULL); /* an HTTP-date */
-    time_t now = time(NULL);
-    return when > now ? (int64_t)(when - now) * 1000 : 0;
-}
-
 static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
 {
     ackd_call_t *call = userp;
@@ -121,7 +107,7 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
         ackd_free(call->content_type);
         call->content_type = ackd_strdup(value);
     } else if (strcmp(name, "retry-after") == 0) {
-        call->retry_after_ms = parse_retry_after(value);
+        call->retry_after_ms = ackd_http_retry_after_ms(value);
     }
     if (!dropped_answer_header(name)) {
         json_t *s = json_stringn(value, vl); /* NULL unless valid UTF-8 */

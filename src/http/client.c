@@ -1,6 +1,8 @@
 /* client.c - libcurl multi on libuv (see client.h). */
 #include "http/client.h"
 
+#include <time.h>
+
 #include "base/alloc.h"
 
 typedef struct xfer {
@@ -181,4 +183,22 @@ void ackd_http_client_free(ackd_http_client_t *c)
     uv_walk(c->loop, close_polls, c);
     uv_close((uv_handle_t *)c->timer, on_timer_closed);
     ackd_free(c);
+}
+
+int64_t ackd_http_retry_after_ms(const char *v)
+{
+    if (!v)
+        return 0;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v >= '0' && *v <= '9') {
+        int64_t secs = 0;
+        for (; *v >= '0' && *v <= '9' && secs < 86400; v++)
+            secs = secs * 10 + (*v - '0');
+        return (secs < 86400 ? secs : 86400) * 1000;
+    }
+    time_t when = curl_getdate(v, NULL), now = time(NULL); /* an HTTP-date */
+    if (when <= now)
+        return 0;
+    return (when - now < 86400 ? (int64_t)(when - now) : 86400) * 1000;
 }

@@ -9,6 +9,7 @@
 #define ACKD_HTTP_CLIENT_H
 
 #include <curl/curl.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct ackd_http_client ackd_http_client_t;
@@ -25,5 +26,9 @@ int ackd_http_client_running(const ackd_http_client_t *c);
  * the client. Its uv handles are closed: run the
  * loop afterwards so they finish closing. */
 void ackd_http_client_free(ackd_http_client_t *c);
+
+/* A Retry-After value (delay-seconds or an HTTP-date) as ms from now; 0 when
+ * absent, past or malformed; capped at a day. Any thread. */
+int64_t ackd_http_retry_after_ms(const char *value);
 
 #endif

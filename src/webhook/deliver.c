@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "http/client.h"
 #include "queue/retry.h"
 #include "queue/tq.h"
 #include "webhook/sign.h"
@@ -61,25 +62,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     ackd_wh_call_t *call = userp;
     size_t len = size * n;
     if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
-        const char *v = data + 12;
-        while (*v == ' ')
-            v++;
-        if (*v >= '0' && *v <= '9') {
-            int64_t secs = 0;
-            for (; *v >= '0' && *v <= '9' && secs < 86400; v++)
-                secs = secs * 10 + (*v - '0');
-            call->retry_after_ms = secs * 1000;
-        } else {
-            char date[128];
-            size_t vl = len - (size_t)(v - data);
-            if (vl < sizeof date) {
-                memcpy(date, v, vl);
-                date[vl] = '\0';
-                time_t when = curl_getdate(date, NULL), now = time(NULL);
-                if (when > now)
-                    call->retry_after_ms = (int64_t)(when - now) * 1000;
-            }
-        }
+        char value[128];
+        size_t vl = len - 12 < sizeof value - 1 ? len - 12 : sizeof value - 1;
+        memcpy(value, data + 12, vl);
+        value[vl] = '\0';
+        value[strcspn(value, "\r\n")] = '\0';
+        call->retry_after_ms = ackd_http_retry_after_ms(value);
     }
     return len;
 }
