@@ -2,6 +2,7 @@
 #include "webhook/deliver.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -123,6 +124,13 @@ int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf,
     header(call, "webhook-timestamp", tsbuf);
     if (sig[0])
         header(call, "webhook-signature", sig);
+    /* the task's correlation id travels with its webhook too (SPEC §5); the
+     * body holds it, fixed when the delivery was committed */
+    json_t *doc = json_loads(call->d.body, 0, NULL);
+    const char *cid = json_string_value(json_object_get(doc, "correlation_id"));
+    if (cid && *cid && strlen(cid) < 256 && !strpbrk(cid, "\r\n"))
+        header(call, "X-Request-ID", cid);
+    json_decref(doc);
     call->headers = curl_slist_append(call->headers, "Expect:");
 
     ackd_buf_init(&call->answer, ACKD_WEBHOOK_MAX_ANSWER);
