@@ -12,9 +12,10 @@
 
 #include "api/common.h"
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/buf.h"
 
-enum { STARTED = 1 };
+enum { STARTED = 1, QUEUE_STREAM = 2 };
 
 static void release_op(void *arg)
 {
@@ -36,8 +37,9 @@ static void send_events(ackd_tq_op_t *op)
     ackd_buf_init(&out, 0);
     for (int i = 0; i < op->nevents; i++) {
         const ackd_event_t *e = &op->events[i];
-        ackd_buf_printf(&out, "id: %d\nevent: %s\ndata: %s\n\n", e->seq, e->type,
-                        e->data ? e->data : "{}");
+        if (!(op->flags & QUEUE_STREAM)) /* a queue stream is live only: no ids to resume from */
+            ackd_buf_printf(&out, "id: %d\n", e->seq);
+        ackd_buf_printf(&out, "event: %s\ndata: %s\n\n", e->type, e->data ? e->data : "{}");
     }
     if (op->heartbeat)
         ackd_buf_appendz(&out, ": keep-alive\n\n");
@@ -98,7 +100,28 @@ static void on_task_events(ackd_http_req_t *req, void *data)
     api_start(req, op);
 }
 
+/* GET /v1/queues/{queue}/events: every event of the queue's tasks from now
+ * on, for dashboards (admin: it spans tenants). */
+static void on_queue_events(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    const char *name = ackd_http_req_param(req, "queue");
+    if (!ackd_config_queue(api->cfg, name)) {
+        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", NULL,
+                                  "no queue named \"%s\" is configured", name);
+        return;
+    }
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_QUEUE_EVENTS, on_events_done, NULL);
+    op->queue = ackd_strdup(name);
+    op->flags = QUEUE_STREAM;
+    op->wait_until = 1;
+    op->base.wake = on_events_wake;
+    api_start(req, op);
+}
+
 const ackd_route_t ackd_api_events_routes[] = {
+    {.method = "GET", .pattern = "/v1/queues/{queue}/events", .handler = on_queue_events,
+     .role = ACKD_ROLE_ADMIN},
     {.method = "GET", .pattern = "/v1/tasks/{id}/events", .handler = on_task_events,
      .role = ACKD_ROLE_CLIENT},
     {0},

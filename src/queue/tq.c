@@ -56,6 +56,27 @@ static int deny(ackd_tq_op_t *op, int status, const char *detail)
     return 0; /* not a store failure: the batch goes on */
 }
 
+/* Asks the store to wake the watchers of `key` after the commit: a task id,
+ * or a queue's stream key (queue_key). */
+static void note_changed(ackd_tq_op_t *op, const char *key)
+{
+    ackd_store_op_t *s = &op->base;
+    if (s->nchanged_more && strcmp(s->changed_more[s->nchanged_more - 1], key) == 0)
+        return;
+    if (s->nchanged_more == op->cap_changed) {
+        op->cap_changed = op->cap_changed ? op->cap_changed * 2 : 8;
+        s->changed_more = ackd_realloc(s->changed_more, (size_t)op->cap_changed * ACKD_ID_MAX);
+    }
+    snprintf(s->changed_more[s->nchanged_more++], ACKD_ID_MAX, "%s", key);
+}
+
+/* The watch key of a queue's stream. Long names are cut: two queues sharing
+ * a long prefix only wake each other's streams for nothing. */
+static void queue_key(const char *queue, char out[ACKD_ID_MAX])
+{
+    snprintf(out, ACKD_ID_MAX, "q:%s", queue);
+}
+
 static bool queue_allowed(const ackd_tq_op_t *op, const char *queue)
 {
     if (!op->allowed_queues)
@@ -170,6 +191,11 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
         }
         if (rc)
             return rc;
+        if (i == 0 || strcmp(it->task.queue, op->items[i - 1].task.queue) != 0) {
+            char key[ACKD_ID_MAX];
+            queue_key(it->task.queue, key);
+            note_changed(op, key); /* its stream shows task.queued */
+        }
         if (it->task.due_at <= s->now) {
             if (s->woke_queue && strcmp(s->woke_queue, it->task.queue) != 0)
                 s->woke_all = true;
@@ -218,8 +244,12 @@ static int add_event(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     json_decref(data);
     data = full;
     char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    ackd_event_t e = {.seq = t->event_seq, .type = (char *)type, .at = op->base.now, .data = text};
+    ackd_event_t e = {.seq = t->event_seq, .queue = t->queue, .type = (char *)type,
+                      .at = op->base.now, .data = text};
     int rc = b->event_insert(c, t->id, &e);
+    char key[ACKD_ID_MAX];
+    queue_key(t->queue, key);
+    note_changed(op, key);
     free(text);
     json_decref(data);
     return rc;
@@ -311,14 +341,12 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
         return 0;
     }
     op->tasks = ackd_calloc((size_t)n, sizeof *op->tasks);
-    ackd_free(s->changed_more);
-    s->changed_more = ackd_calloc((size_t)n, ACKD_ID_MAX); /* their streams get task.processing */
     for (int i = 0; i < n; i++) {
         rc = claim_one(op, b, c, ids[i], &op->tasks[op->ntasks]);
         op->ntasks++;
         if (rc)
             return rc;
-        memcpy(s->changed_more[s->nchanged_more++], ids[i], ACKD_ID_MAX);
+        note_changed(op, ids[i]); /* their streams get task.processing */
     }
     return 0;
 }
@@ -598,6 +626,60 @@ static int apply_events(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
     return 0;
 }
 
+/* A queue's live stream: new tasks (task.queued, from their time-ordered
+ * ids) and the events of its tasks, after the cursors taken when it began. */
+static int apply_queue_events(ackd_store_op_t *s, const ackd_store_backend_t *b,
+                              ackd_store_conn_t *c)
+{
+    ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    for (int i = 0; i < op->nevents; i++)
+        ackd_event_clear(&op->events[i]);
+    ackd_free(op->events);
+    op->events = NULL;
+    op->nevents = 0;
+    op->heartbeat = false;
+    int rc = 0;
+    if (!op->cursor_set) {
+        rc = b->queue_cursor(c, op->queue, &op->after_event, op->after_task);
+        op->cursor_set = true;
+    } else {
+        char ids[EVENTS_PAGE][ACKD_ID_MAX];
+        int64_t created[EVENTS_PAGE];
+        int nt = 0, ne = 0;
+        ackd_event_t *evs = NULL;
+        rc = b->tasks_after(c, op->queue, op->after_task, EVENTS_PAGE, ids, created, &nt);
+        if (rc == 0)
+            rc = b->queue_events(c, op->queue, op->after_event, EVENTS_PAGE, &evs, &ne);
+        op->events = ackd_calloc((size_t)(nt + ne) + 1, sizeof *op->events);
+        for (int i = 0; i < nt; i++) {
+            char data[160];
+            snprintf(data, sizeof data, "{\"task_id\":\"%s\",\"status\":\"queued\",\"queue\":\"%s\"}",
+                     ids[i], op->queue);
+            ackd_event_t *e = &op->events[op->nevents++];
+            memcpy(e->task_id, ids[i], ACKD_ID_MAX);
+            e->seq = 1;
+            e->type = ackd_strdup("task.queued");
+            e->at = created[i];
+            e->data = ackd_strdup(data);
+        }
+        if (nt)
+            memcpy(op->after_task, ids[nt - 1], ACKD_ID_MAX);
+        for (int i = 0; i < ne; i++)
+            op->events[op->nevents++] = evs[i];
+        if (ne)
+            op->after_event = evs[ne - 1].id;
+        ackd_free(evs);
+        if (op->nevents == 0 && s->parked_expired)
+            op->heartbeat = true;
+    }
+    if (!op->stop) {
+        s->watch = true;
+        queue_key(op->queue, s->watch_id);
+        s->watch_until = s->now + SSE_HEARTBEAT_MS;
+    }
+    return rc;
+}
+
 void ackd_tq_progress_token(const ackd_tq_t *tq, const char *task_id, const char *lease_id,
                             char out[65])
 {
@@ -758,7 +840,6 @@ static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
     int rc = b->task_expired(c, s->now, EXPIRE_BATCH, ids, &n);
     if (rc || n == 0)
         return rc;
-    s->changed_more = ackd_calloc((size_t)n, ACKD_ID_MAX);
     op->error = ackd_strdup("{\"message\":\"lease expired\",\"status\":null}");
     for (int i = 0; i < n && rc == 0; i++) {
         memcpy(op->id, ids[i], ACKD_ID_MAX);
@@ -770,7 +851,7 @@ static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
                      LOG_STR("correlation_id", op->task.correlation_id));
             op->retry_after_ms = 0;
             rc = retry_or_fail(op, b, c, true, "lease_expired", "lease_expired");
-            memcpy(s->changed_more[s->nchanged_more++], op->task.id, ACKD_ID_MAX);
+            note_changed(op, op->task.id);
         }
     }
     s->changed_id[0] = '\0';
@@ -851,6 +932,7 @@ static const ackd_store_apply_fn appliers[] = {
     [ACKD_TQ_RETRY] = apply_retry, [ACKD_TQ_GET] = apply_get,
     [ACKD_TQ_LIST] = apply_list, [ACKD_TQ_STATS] = apply_stats,
     [ACKD_TQ_EVENTS] = apply_events, [ACKD_TQ_PROGRESS] = apply_progress,
+    [ACKD_TQ_QUEUE_EVENTS] = apply_queue_events,
     [ACKD_TQ_DELIVERIES] = apply_deliveries, [ACKD_TQ_REDELIVER] = apply_redeliver,
     [ACKD_TQ_DELIVERY_CLAIM] = apply_delivery_claim,
     [ACKD_TQ_DELIVERY_RECORD] = apply_delivery_record,

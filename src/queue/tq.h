@@ -39,6 +39,7 @@ typedef enum {
     ACKD_TQ_LIST,      /* filter -> tasks */
     ACKD_TQ_STATS,     /* queue -> stats */
     ACKD_TQ_EVENTS,    /* id, after [, wait_until] -> task, events (SSE; streams with base.wake) */
+    ACKD_TQ_QUEUE_EVENTS, /* queue -> events of its tasks from now on (a live SSE stream) */
     ACKD_TQ_PROGRESS,  /* id, token, progress -> task (push upstreams report progress) */
     ACKD_TQ_DELIVERIES,/* id -> deliveries with their tries */
     ACKD_TQ_REDELIVER, /* id -> the task's webhook is sent again */
@@ -106,6 +107,10 @@ struct ackd_tq_op {
     int nevents;
     bool heartbeat;            /* output: the wait ran out with nothing new */
     bool stop;                 /* set by the streamer (store thread): its client left */
+    int64_t after_event;       /* queue streams: cursors (0 / "" until the first run) */
+    char after_task[ACKD_ID_MAX];
+    bool cursor_set;
+    int cap_changed;           /* room in base.changed_more */
     char token[65];            /* progress: the per-dispatch token */
 
     /* webhooks */

@@ -51,8 +51,10 @@ static const char *const migrations[] = {
     "ALTER TABLE tasks ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE tasks ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE events ("
-    " task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL,"
-    " data TEXT, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;"
+    " id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, seq INTEGER NOT NULL, queue TEXT NOT NULL,"
+    " type TEXT NOT NULL, at INTEGER NOT NULL, data TEXT);"
+    "CREATE UNIQUE INDEX events_task ON events(task_id, seq);"
+    "CREATE INDEX events_queue ON events(queue, id);"
     "CREATE TABLE deliveries ("
     " id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL, url TEXT NOT NULL, type TEXT NOT NULL,"
     " body TEXT NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL, state INTEGER NOT NULL,"
@@ -82,7 +84,7 @@ enum {
     S_STATS_COUNTS, S_STATS_OLDEST, S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
     S_ATT_INSERT, S_ATT_FINISH, S_ATT_LIST,
     S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
-    S_EV_INSERT, S_EV_LIST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
+    S_EV_INSERT, S_EV_LIST, S_EV_QUEUE, S_EV_QUEUE_LAST, S_TASKS_AFTER, S_TASKS_LAST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
     S_DLV_INSERT, S_DLV_GET, S_DLV_UPDATE, S_DLV_DUE, S_DLV_LIST, S_TRY_INSERT, S_TRY_LIST,
     S_COUNT
 };
@@ -122,7 +124,13 @@ static const char *const sql[S_COUNT] = {
                    " WHERE tenant = ? AND scope = ? AND key = ?",
     [S_IDEM_INSERT] = "INSERT OR REPLACE INTO idempotency (tenant, scope, key, fingerprint,"
                       " task_id, expires_at) VALUES (?,?,?,?,?,?)",
-    [S_EV_INSERT] = "INSERT INTO events (task_id, seq, type, at, data) VALUES (?,?,?,?,?)",
+    [S_EV_INSERT] = "INSERT INTO events (task_id, seq, queue, type, at, data) VALUES (?,?,?,?,?,?)",
+    [S_EV_QUEUE] = "SELECT id, task_id, seq, type, at, data FROM events WHERE queue = ? AND id > ?"
+                   " ORDER BY id LIMIT ?",
+    [S_EV_QUEUE_LAST] = "SELECT MAX(id) FROM events",
+    [S_TASKS_AFTER] = "SELECT id, created_at FROM tasks WHERE queue = ? AND id > ? ORDER BY id"
+                      " LIMIT ?",
+    [S_TASKS_LAST] = "SELECT MAX(id) FROM tasks WHERE queue = ?",
     [S_EV_LIST] = "SELECT seq, type, at, data FROM events WHERE task_id = ? AND seq > ?"
                   " ORDER BY seq LIMIT ?",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE task_id = ?",
@@ -691,10 +699,80 @@ static int sq_event_insert(ackd_store_conn_t *c, const char *task_id, const ackd
         return ACKD_EIO;
     bind_text(s, 1, task_id);
     sqlite3_bind_int(s, 2, e->seq);
-    bind_text(s, 3, e->type);
-    sqlite3_bind_int64(s, 4, e->at);
-    bind_text(s, 5, e->data);
+    bind_text(s, 3, e->queue);
+    bind_text(s, 4, e->type);
+    sqlite3_bind_int64(s, 5, e->at);
+    bind_text(s, 6, e->data);
     return exec_stmt(c, s, "event insert");
+}
+
+static int sq_queue_events(ackd_store_conn_t *c, const char *queue, int64_t after, int limit,
+                           ackd_event_t **out, int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_EV_QUEUE);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    sqlite3_bind_int64(s, 2, after);
+    sqlite3_bind_int(s, 3, limit);
+    int cap = 0, rc;
+    *n = 0;
+    *out = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        ackd_event_t *e = &(*out)[(*n)++];
+        memset(e, 0, sizeof *e);
+        e->id = sqlite3_column_int64(s, 0);
+        col_id(s, 1, e->task_id);
+        e->seq = sqlite3_column_int(s, 2);
+        e->type = col_text(s, 3);
+        e->at = sqlite3_column_int64(s, 4);
+        e->data = col_text(s, 5);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : fail(c, "queue events");
+}
+
+static int sq_queue_cursor(ackd_store_conn_t *c, const char *queue, int64_t *last_event,
+                           char *last_task)
+{
+    sqlite3_stmt *s = stmt(c, S_EV_QUEUE_LAST);
+    int rc = s ? single_int64(c, s, last_event, "last event") : ACKD_EIO;
+    if (rc)
+        return rc;
+    s = stmt(c, S_TASKS_LAST);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    rc = sqlite3_step(s);
+    last_task[0] = '\0';
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+        col_id(s, 0, last_task);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(c, "last task");
+}
+
+static int sq_tasks_after(ackd_store_conn_t *c, const char *queue, const char *after, int limit,
+                          char (*ids)[ACKD_ID_MAX], int64_t *created, int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_TASKS_AFTER);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, queue);
+    bind_text(s, 2, after);
+    sqlite3_bind_int(s, 3, limit);
+    int rc;
+    *n = 0;
+    while (*n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        col_id(s, 0, ids[*n]);
+        created[*n] = sqlite3_column_int64(s, 1);
+        (*n)++;
+    }
+    sqlite3_reset(s);
+    return (*n == limit || rc == SQLITE_DONE) ? 0 : fail(c, "tasks after");
 }
 
 static int sq_event_list(ackd_store_conn_t *c, const char *task_id, int after, int limit,
@@ -897,6 +975,9 @@ const ackd_store_backend_t ackd_store_sqlite = {
     .idem_purge = sq_idem_purge,
     .event_insert = sq_event_insert,
     .event_list = sq_event_list,
+    .queue_events = sq_queue_events,
+    .queue_cursor = sq_queue_cursor,
+    .tasks_after = sq_tasks_after,
     .delivery_insert = sq_delivery_insert,
     .delivery_get = sq_delivery_get,
     .delivery_update = sq_delivery_update,

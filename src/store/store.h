@@ -81,7 +81,10 @@ typedef struct {
 /* One event of a task's history (SSE, timelines). Event 1, task.queued, is
  * not stored: it is the task's creation. */
 typedef struct {
-    int seq;
+    int64_t id;                /* global order (queue streams) */
+    char task_id[ACKD_ID_MAX]; /* set by queue_events */
+    int seq;                   /* the task's own numbering */
+    const char *queue;         /* event_insert: the task's queue (borrowed) */
     char *type;                /* "task.processing", "task.progress", ... */
     int64_t at;
     char *data;                /* JSON */
@@ -198,6 +201,16 @@ typedef struct {
     /* Events with seq > after, oldest first, at most limit; *out malloc'd. */
     int (*event_list)(ackd_store_conn_t *c, const char *task_id, int after, int limit,
                       ackd_event_t **out, int *n);
+
+    /* Events of a queue's tasks with id > after, in order; *out malloc'd. */
+    int (*queue_events)(ackd_store_conn_t *c, const char *queue, int64_t after, int limit,
+                        ackd_event_t **out, int *n);
+    /* Where a queue stream starts: the last event id and last task id ("" if none). */
+    int (*queue_cursor)(ackd_store_conn_t *c, const char *queue, int64_t *last_event,
+                        char *last_task);
+    /* Ids (and creation times) of the queue's tasks created after task id `after`. */
+    int (*tasks_after)(ackd_store_conn_t *c, const char *queue, const char *after, int limit,
+                       char (*ids)[ACKD_ID_MAX], int64_t *created, int *n);
 
     int (*delivery_insert)(ackd_store_conn_t *c, const ackd_delivery_t *d);
     int (*delivery_get)(ackd_store_conn_t *c, const char *id, ackd_delivery_t *out);

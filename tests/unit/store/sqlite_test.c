@@ -195,7 +195,7 @@ static void migrates_v1_body(fx_t *f)
     CHECK_INT(t.event_seq, 1); /* old tasks start at their implied task.queued */
     ackd_task_clear(&t);
     /* the new tables work */
-    ackd_event_t e = {.seq = 2, .type = "task.processing", .at = 7, .data = "{}"};
+    ackd_event_t e = {.seq = 2, .queue = "q", .type = "task.processing", .at = 7, .data = "{}"};
     CHECK_INT(B->event_insert(f->c, "tsk_old", &e), 0);
     ackd_event_t *evs = NULL;
     int n = 0;
