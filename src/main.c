@@ -155,6 +155,7 @@ static int serve(const ackd_config_t *cfg)
     if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
         ackd_dispatch_stop(dispatch, 0);
         ackd_tq_close(tq);
+        ackd_dispatch_free(dispatch);
         return 1;
     }
     daemon_t d = {0};
@@ -190,7 +191,9 @@ static int serve(const ackd_config_t *cfg)
     ackd_api_stop(&api);
     ackd_dispatch_stop(dispatch, cfg->server.shutdown_grace_ms);
     ackd_webhook_sender_stop(sender, cfg->server.shutdown_grace_ms);
-    ackd_tq_close(tq);
+    ackd_tq_close(tq); /* answers the claims still parked: after the stops, before the frees */
+    ackd_dispatch_free(dispatch);
+    ackd_webhook_sender_free(sender);
     ackd_http_server_free(d.http);
     ackd_router_free(router);
     uv_loop_close(&d.loop);

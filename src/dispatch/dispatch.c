@@ -114,8 +114,10 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
     q->inflight--;
     d->inflight--;
     if (d->stopping) {
+        /* not begin_stop() here: it frees the HTTP client, whose loop is
+         * still running this callback; the grace timer calls it at once */
         if (d->inflight == 0)
-            begin_stop(d);
+            uv_timer_start(&d->grace_timer, on_grace_over, 0, 0);
         return;
     }
     maybe_claim(q);
@@ -392,6 +394,12 @@ void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms)
     uv_async_send(&d->async);
     uv_thread_join(&d->thread);
     uv_loop_close(&d->loop);
+}
+
+void ackd_dispatch_free(ackd_dispatch_t *d)
+{
+    if (!d)
+        return;
     pthread_mutex_destroy(&d->lock);
     ackd_free(d->queues);
     ackd_free(d);

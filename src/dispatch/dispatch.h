@@ -30,5 +30,9 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
  * rest (their leases expire and the tasks run again), joins the thread.
  * Call before closing the task queue. */
 void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms);
+/* Frees the stopped dispatcher. Call after closing the task queue: a claim
+ * the store still held when the dispatcher stopped is answered (and freed
+ * by its callback, which reads the dispatcher) only as the queue closes. */
+void ackd_dispatch_free(ackd_dispatch_t *d);
 
 #endif

@@ -25,7 +25,10 @@
 #include "base/error.h"
 #include "base/log.h"
 
-enum { W_NONE = 0, W_PARKED, W_WATCHING };
+/* W_FIRING_*: taken off by fire_deadlines, answered outside the lock; no
+ * longer parked or watching, so ackd_store_unpark leaves it (and its owner
+ * does not free it: its done callback is coming) */
+enum { W_NONE = 0, W_PARKED, W_WATCHING, W_FIRING_PARKED, W_FIRING_WATCH };
 
 #define WATCH_BUCKETS_MIN 1024
 
@@ -476,7 +479,7 @@ static void fire_deadlines(ackd_store_t *s, int64_t now)
             unpark_locked(s, op);
         else
             watch_remove(s, op);
-        op->where = was; /* remembered for the dispatch below */
+        op->where = was == W_PARKED ? W_FIRING_PARKED : W_FIRING_WATCH;
         op->next = due;
         due = op;
     }
@@ -486,7 +489,7 @@ static void fire_deadlines(ackd_store_t *s, int64_t now)
         int was = op->where;
         op->where = W_NONE;
         op->parked_expired = true;
-        if (was == W_PARKED) {
+        if (was == W_FIRING_PARKED) {
             op->park_queue = NULL;
             op->rc = 0;
             op->done(op);

@@ -45,6 +45,7 @@ struct ackd_webhook_sender {
 
 static void maybe_claim(ackd_webhook_sender_t *s);
 static void begin_stop(ackd_webhook_sender_t *s);
+static void on_grace_over(uv_timer_t *t);
 
 static void on_recorded(ackd_tq_op_t *op)
 {
@@ -82,8 +83,10 @@ static void finish(ackd_webhook_sender_t *s, ackd_wh_call_t *call, ackd_delivery
     unlink_call(s, call);
     ackd_wh_free(call);
     if (s->stopping) {
+        /* not begin_stop() here: it frees the HTTP client, whose loop may
+         * be running this from a done callback; the grace timer calls it */
         if (s->inflight == 0)
-            begin_stop(s);
+            uv_timer_start(&s->grace_timer, on_grace_over, 0, 0);
         return;
     }
     maybe_claim(s);
@@ -333,6 +336,12 @@ void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms)
     uv_async_send(&s->async);
     uv_thread_join(&s->thread);
     uv_loop_close(&s->loop);
+}
+
+void ackd_webhook_sender_free(ackd_webhook_sender_t *s)
+{
+    if (!s)
+        return;
     pthread_mutex_destroy(&s->lock);
     ackd_guard_free(&s->guard);
     ackd_free(s->schedule);

@@ -20,5 +20,8 @@ int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *
  * (they are tried again after their lease), joins the thread. Before the
  * task queue closes. */
 void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms);
+/* Frees the stopped sender, after the task queue closed (a claim still held
+ * by the store is answered as it closes, and its callback reads the sender). */
+void ackd_webhook_sender_free(ackd_webhook_sender_t *s);
 
 #endif

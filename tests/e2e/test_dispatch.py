@@ -19,6 +19,7 @@ One server and one fake upstream serve the module; each case has queues or
 paths of its own."""
 
 import email.utils
+import signal
 import threading
 import time
 import uuid
@@ -28,7 +29,8 @@ import requests
 
 from conftest import SLOW, free_port
 from queue_helpers import SOON, TASK_ID_RE, Api, problem, queue_config, wait_for
-from upstream import Answer, answer, fail_then, hang, sequence, upstream_module  # noqa: F401
+from upstream import (Answer, answer, fail_then, hang, make_upstream, sequence,  # noqa: F401
+                      upstream_module)
 
 LATE = 1.5              # slack past an expected time (a loaded 2-core machine, ASan)
 HANG_TIMEOUT = 0.3      # attempt_timeout of queue "hang"
@@ -461,3 +463,46 @@ def test_sync_retries_inside_a_wait_are_invisible_in_time_too(server, up):
     r, secs = post(server, path, {"x": 1})
     assert r.status_code == 200
     assert secs < 1.0 * SLOW + 0.5, secs
+
+
+# --------------------------------------------------------------------------
+# stopping with calls in flight
+
+
+def test_sigterm_with_calls_in_flight_stops_cleanly(start_ackd, make_upstream):
+    """SIGTERM while upstream calls run: they finish inside shutdown_grace,
+    their outcomes are recorded, and ackd exits 0 (no use after free of the
+    HTTP client from its own callback, nor of the dispatcher by a claim the
+    store answers as it closes; the sanitizer build checks both)."""
+    for round_ in range(3):
+        up = make_upstream()
+        up.on("/slowish", answer(200, {"ok": True}, delay=0.3))
+        up.on("/quick", answer(200, {"ok": True}))
+        srv = start_ackd(queue_config(
+            {"s": fast_retry(upstream=up.origin)}, server={"shutdown_grace": "5s"}) | {
+            "route POST /slowish": {"queue": "s", "mode": "sync", "sync_timeout": "10s"},
+            "route POST /quick": {"queue": "s", "mode": "async"}})
+        stop = threading.Event()
+
+        def load(path):
+            with requests.Session() as s:
+                while not stop.is_set():
+                    try:
+                        s.post(srv.url(path), json={"x": 1}, timeout=10 * SLOW)
+                    except requests.RequestException:
+                        return
+
+        threads = [threading.Thread(target=load, args=("/slowish" if i % 2 else "/quick",))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        up.wait_calls(8, timeout=SOON)
+        time.sleep(0.2)
+        srv.signal(signal.SIGTERM)
+        try:
+            assert srv.wait_exit(15 * SLOW) == 0, srv.stderr_text()[-3000:]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(15 * SLOW)
+        assert not srv.problems(), srv.problems()
