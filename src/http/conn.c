@@ -316,6 +316,17 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The last chunk: its trailer section follows, lines with the same syntax
+ * as the head's fields; pause so the line scanner can check them first. */
+static int on_chunk_header(llhttp_t *p)
+{
+    ackd_http_conn_t *c = conn_of(p);
+    if (p->content_length != 0)
+        return 0;
+    c->trailer_pause = true;
+    return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     ackd_http_conn_t *c = conn_of(p);
@@ -338,6 +349,7 @@ static void settings_init(void)
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;
+    settings.on_chunk_header = on_chunk_header;
     settings_ready = 1;
 }
 
@@ -483,6 +495,11 @@ static void conn_feed(ackd_http_conn_t *c, const char *data, size_t len)
         data += used;
         len -= used;
         llhttp_resume(&c->parser);
+        if (c->trailer_pause) {
+            c->trailer_pause = false;
+            c->head_scan = HS_LINE_START; /* the trailer section: field lines, then CRLF */
+            continue;
+        }
         c->dispatched = true;
         ackd_http_conn_tlist_set(c, TL_NONE);
         ackd_http_req_dispatch(c->req);

@@ -99,6 +99,7 @@ struct ackd_http_conn {
     bool dispatched;             /* the current request is with its handler */
     bool in_feed;                /* inside conn_feed: answers do not re-enter it */
     bool shutdown_started;       /* FIN queued */
+    bool trailer_pause;          /* paused at the last chunk to scan its trailer lines */
 };
 
 typedef struct defer_op defer_op_t;

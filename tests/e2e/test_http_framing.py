@@ -68,6 +68,11 @@ MALFORMED = [
     case("bare-lf-field", GET + b"X-A: 1\n\r\n"),
     case("bare-lf-everywhere", b"GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n"),
     case("bare-lf-end-of-head", GET + b"\n"),
+    # the trailer section after the last chunk has the head's line syntax
+    case("bare-lf-after-last-chunk", ECHO + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n"),
+    case("bare-lf-in-trailer", ECHO + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\n\r\n"),
+    case("obs-fold-in-trailer",
+         ECHO + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"),
     # bare CR
     case("bare-cr-request-line", b"GET /healthz HTTP/1.1\r" + HOST + b"\r\n"),
     case("bare-cr-in-value", GET + b"X-A: one\rtwo\r\n\r\n"),
