@@ -34,6 +34,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/%)
 
 .PHONY: all deps test run fuzz clean format unit
+# keep intermediate objects (the fuzz targets link them straight from %.o)
+.SECONDARY:
 ifneq ($(FUZZ),)
 all: $(FUZZ_BIN)
 else
