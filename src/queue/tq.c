@@ -653,7 +653,10 @@ static int apply_queue_events(ackd_store_op_t *s, const ackd_store_backend_t *b,
         op->events = ackd_calloc((size_t)(nt + ne) + 1, sizeof *op->events);
         for (int i = 0; i < nt; i++) {
             char data[160];
-            snprintf(data, sizeof data, "{\"task_id\":\"%s\",\"status\":\"queued\",\"queue\":\"%s\"}",
+            /* bounded: ids (< ACKD_ID_MAX) and queue names (<= 64) fit; gcc
+             * cannot tell a row of ids from the whole array without them */
+            snprintf(data, sizeof data,
+                     "{\"task_id\":\"%.39s\",\"status\":\"queued\",\"queue\":\"%.64s\"}",
                      ids[i], op->queue);
             ackd_event_t *e = &op->events[op->nevents++];
             memcpy(e->task_id, ids[i], ACKD_ID_MAX);
