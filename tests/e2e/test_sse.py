@@ -333,11 +333,34 @@ def test_ten_thousand_subscribers():
     pass
 
 
-@pytest.mark.xfail(reason="GET /v1/queues/{queue}/events (issue 5 §2, a queue's live stream "
-                          "for dashboards) was not implemented (404) when this was written")
 def test_queue_event_stream(server, api, q):
+    """GET /v1/queues/{queue}/events (§2, for dashboards): the queue's tasks'
+    events from now on, live and in order; other queues' not. (Its events
+    carry no `id:` lines: a dashboard's stream is not resumed.)"""
+    other = POOL.take()
+    before = api.submit_ok(q, 0)                      # created before the stream: not shown
     with SseStream(server, path=f"/v1/queues/{q}/events") as s:
         check_stream_head(s)
         tid = api.submit_ok(q, 1)
+        noise = api.submit_ok(other, 2)
         ev = s.next(LIVE)
-        assert ev.data["task_id"] == tid
+        assert ev.type == "task.queued" and ev.data["task_id"] == tid, ev
+        c = api.claim_one(q)
+        while c["id"] != tid:                         # `before` may come first
+            api.complete(c["id"], c["lease_id"], None)
+            c = api.claim_one(q)
+        api.heartbeat(tid, c["lease_id"], progress=20)
+        api.complete(tid, c["lease_id"], "ok")
+        got = s.wait_for("task.completed", LIVE * 2)
+        while got[-1].data.get("task_id") != tid:
+            got += s.wait_for("task.completed", LIVE * 2)
+        mine = [e for e in [ev] + got if e.data.get("task_id") == tid]
+        assert [e.type for e in mine] == ["task.queued", "task.processing", "task.progress",
+                                          "task.completed"], mine
+        assert all(e.data.get("task_id") in (tid, before) for e in [ev] + got), got
+        assert not any(e.data.get("task_id") == noise for e in s.events)
+        assert all(e.data.get("status") for e in s.events), s.events
+        assert not s.ended                            # a queue's stream goes on
+    api.cancel(noise)
+    with SseStream(server, path="/v1/queues/no-such-queue/events") as s:
+        assert_problem(s.resp, 404)
