@@ -29,13 +29,39 @@ void ackd_random_bytes(void *buf, size_t n)
     }
 }
 
+/* Within one millisecond, ids of a thread keep increasing: the random part
+ * grows by a random step of 1..2^32 from the previous one (ULID's monotonic
+ * mode, with a random step so the next id cannot be guessed from the last). */
+static _Thread_local int64_t last_ms = -1;
+static _Thread_local unsigned char last_rand[10];
+
+static void next_random(int64_t ms, unsigned char r[10])
+{
+    if (ms != last_ms) {
+        ackd_random_bytes(r, 10);
+        r[0] &= 0x7f; /* room to grow within the millisecond */
+    } else {
+        uint32_t step;
+        ackd_random_bytes(&step, sizeof step);
+        uint64_t carry = (uint64_t)step + 1;
+        memcpy(r, last_rand, 10);
+        for (int i = 9; i >= 0 && carry; i--) {
+            carry += r[i];
+            r[i] = (unsigned char)carry;
+            carry >>= 8;
+        }
+    }
+    last_ms = ms;
+    memcpy(last_rand, r, 10);
+}
+
 void ackd_id_new_at(const char *prefix, int64_t ms, char *out)
 {
     unsigned char b[16];
     uint64_t t = (uint64_t)ms;
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(t >> (40 - 8 * i));
-    ackd_random_bytes(b + 6, 10);
+    next_random(ms, b + 6);
 
     size_t plen = strlen(prefix);
     memcpy(out, prefix, plen);

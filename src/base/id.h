@@ -2,8 +2,9 @@
  *
  * An id is a prefix ("tsk_", "lse_", "req_") and 26 characters of Crockford
  * base32 (lowercase) over 128 bits: 48 bits of ms since the epoch, then 80
- * random bits from a CSPRNG. So ids sort by creation time, cannot
- * be guessed, and are URL-safe (the ULID layout). Any thread. */
+ * random bits from a CSPRNG. So ids sort by creation time (and, from one
+ * thread, strictly increase even within a millisecond), cannot be guessed,
+ * and are URL-safe (the ULID layout). Any thread. */
 #ifndef ACKD_BASE_ID_H
 #define ACKD_BASE_ID_H
 

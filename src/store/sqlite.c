@@ -101,7 +101,7 @@ static const char *const sql[S_COUNT] = {
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
                       " cancel_requested=?14, lease_ms=?15, event_seq=?16 WHERE id = ?1",
     [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
-                    " ORDER BY priority DESC, due_at LIMIT ?",
+                    " ORDER BY priority DESC, due_at, id LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
                   " ORDER BY lease_expires_at LIMIT ?",
     [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"

@@ -85,13 +85,10 @@ TEST(id_unguessable)
 {
     enum { N = 1000 };
     static char ids[N][ACKD_ID_MAX];
+    /* across milliseconds the 80 random bits are fresh: every digit of the
+     * random tail takes several values over N ids (16 digits) */
     for (int i = 0; i < N; i++)
-        ackd_id_new_at("req_", 1700000000000, ids[i]);
-    for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++)
-            CHECK(strcmp(ids[i], ids[j]) != 0);
-    /* the 80 random bits are spread: every digit of the random tail takes
-     * several values over N ids (16 digits, the last one included) */
+        ackd_id_new_at("req_", 1700000000000 + 2 * i, ids[i]);
     for (int pos = 4 + 10; pos < 4 + ACKD_ID_BODY_LEN; pos++) {
         int seen[32] = {0}, distinct = 0;
         for (int i = 0; i < N; i++) {
@@ -102,6 +99,23 @@ TEST(id_unguessable)
         }
         CHECK(distinct >= 16);
     }
+}
+
+TEST(id_monotonic_within_a_millisecond)
+{
+    enum { N = 1000 };
+    static char ids[N][ACKD_ID_MAX];
+    for (int i = 0; i < N; i++)
+        ackd_id_new_at("tsk_", 1700000000001, ids[i]);
+    /* strictly increasing, so tasks of one millisecond keep their order */
+    for (int i = 1; i < N; i++)
+        CHECK(strcmp(ids[i - 1], ids[i]) < 0);
+    /* and the steps are random, so the next id cannot be derived: the last
+     * five digits (25 bits) of consecutive ids do not move in lockstep */
+    int distinct_tails = 0;
+    for (int i = 1; i < N; i++)
+        distinct_tails += strcmp(ids[i - 1] + 4 + 21, ids[i] + 4 + 21) != 0;
+    CHECK(distinct_tails > N - 10);
 }
 
 TEST(id_random_bytes)
