@@ -63,6 +63,8 @@ typedef struct {
     uint64_t max_result_size;      /* push: bytes of an upstream answer kept */
     char *forward_headers;         /* push: client headers sent upstream, space-separated, lower case */
     char *callback_url;            /* default webhook for the queue's tasks */
+    char *webhook_secrets;         /* signs this queue's webhooks instead of [webhooks] secrets */
+    char *webhook_schedule;        /* this queue's webhook retry delays instead of [webhooks] schedule */
 } ackd_queue_conf_t;
 
 typedef struct {

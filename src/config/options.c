@@ -71,7 +71,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {STO(path), .name = "path", STR, .min = 1, .form = "a file path", .def = "./data/ackd.db", .doc = "SQLite database file"},
     {STO(sync), .name = "sync", ENUM, .choices = "full|normal", .def = "full", .doc = "full: fsync every commit; normal: WAL without fsync (may lose recent tasks on power loss)"},
 
-    {WH(secrets), .name = "secrets", STR, .check = ackd_config_check_secrets, .form = "space-separated whsec_<base64> secrets", .doc = "signing secrets, space-separated; the first signs, all verify (rotation)"},
+    {WH(secrets), .name = "secrets", STR, .check = ackd_config_check_secrets, .form = "space-separated whsec_<base64> secrets", .doc = "signing secrets, space-separated; each signs, so receivers with any of them verify (rotation)"},
     {WH(allow_private), .name = "allow_private", STR, .check = ackd_config_check_cidrs, .form = "CIDRs like 10.0.0.0/8 fd00::/8, separated by spaces or commas", .doc = "CIDRs callbacks may target although private, loopback or link-local"},
     {WH(timeout_ms), .name = "timeout", DUR, .min = 100 * MS, .max = 5 * MIN, .def = "10s", .doc = "total time of one webhook delivery try"},
     {WH(schedule), .name = "schedule", STR, .min = 1, .check = ackd_config_check_schedule, .form = "1..50 space-separated durations like 5s 5m 30m (0..30d each)", .def = "5s 5m 30m 2h 5h 10h 10h", .doc = "delays between delivery tries; one try more than delays"},
@@ -90,6 +90,8 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {Q(max_result_size), .name = "max_result_size", SIZE, .min = 0, .max = 64 * MIB, .def = "1m", .doc = "push: bytes of an upstream answer kept as the result"},
     {Q(forward_headers), .name = "forward_headers", STR, .check = ackd_config_check_header_names, .form = "header names separated by spaces or commas", .def = "accept accept-language user-agent", .doc = "push: client headers forwarded upstream (besides Content-Type and ackd's own)"},
     {Q(callback_url), .name = "callback_url", STR, URL, .doc = "default webhook URL for this queue's tasks"},
+    {Q(webhook_secrets), .name = "webhook_secrets", STR, .check = ackd_config_check_secrets, .form = "space-separated whsec_<base64> secrets", .doc = "secrets for this queue's webhooks instead of [webhooks] secrets"},
+    {Q(webhook_schedule), .name = "webhook_schedule", STR, .check = ackd_config_check_schedule, .form = "1..50 space-separated durations like 5s 5m 30m (0..30d each)", .doc = "webhook retry delays for this queue instead of [webhooks] schedule"},
 
     {RT(queue), .name = "queue", STR, .check = ackd_config_check_queue_name, .form = "a queue name (1..64 of A-Za-z0-9_.-)", .doc = "queue the route's requests become tasks of (required)"},
     {RT(mode), .name = "mode", ENUM, .choices = "sync|async|auto", .def = "auto", .doc = "sync: wait for the answer; async: 202 at once; auto: wait up to wait, then 202"},

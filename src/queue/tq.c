@@ -279,7 +279,8 @@ static int add_delivery(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_st
     char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(body);
     ackd_delivery_t d = {.url = t->callback_url, .type = (char *)type, .body = text,
-                         .tenant = t->tenant, .queue = t->queue, .state = ACKD_DELIVERY_PENDING,
+                         .tenant = t->tenant, .queue = t->queue, .traceparent = t->traceparent,
+                         .state = ACKD_DELIVERY_PENDING,
                          .next_at = s->now, .created_at = s->now, .updated_at = s->now};
     ackd_id_new("msg_", d.id);
     memcpy(d.task_id, t->id, ACKD_ID_MAX);

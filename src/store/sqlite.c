@@ -59,7 +59,7 @@ static const char *const migrations[] = {
     " id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL, url TEXT NOT NULL, type TEXT NOT NULL,"
     " body TEXT NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL, state INTEGER NOT NULL,"
     " tries INTEGER NOT NULL, next_at INTEGER, created_at INTEGER NOT NULL,"
-    " updated_at INTEGER NOT NULL, last_error TEXT) WITHOUT ROWID;"
+    " updated_at INTEGER NOT NULL, last_error TEXT, traceparent TEXT) WITHOUT ROWID;"
     "CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state = 0;"
     "CREATE INDEX deliveries_task ON deliveries(task_id);"
     "CREATE TABLE delivery_tries ("
@@ -76,7 +76,7 @@ static const char *const migrations[] = {
 
 #define DLV_COLS                                                                                   \
     "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
-    " last_error"
+    " last_error, traceparent"
 
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -138,8 +138,8 @@ static const char *const sql[S_COUNT] = {
                       " (SELECT id FROM deliveries WHERE task_id = ?)",
     [S_PURGE_DELIVERIES] = "DELETE FROM deliveries WHERE task_id = ?",
     [S_DLV_INSERT] = "INSERT INTO deliveries (id, task_id, url, type, body, tenant, queue, state,"
-                     " tries, next_at, created_at, updated_at, last_error)"
-                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     " tries, next_at, created_at, updated_at, last_error, traceparent)"
+                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_DLV_GET] = "SELECT " DLV_COLS " FROM deliveries WHERE id = ?",
     [S_DLV_UPDATE] = "UPDATE deliveries SET state = ?2, tries = ?3, next_at = ?4, updated_at = ?5,"
                      " last_error = ?6 WHERE id = ?1",
@@ -823,6 +823,7 @@ static int sq_delivery_insert(ackd_store_conn_t *c, const ackd_delivery_t *d)
     sqlite3_bind_int64(s, i++, d->created_at);
     sqlite3_bind_int64(s, i++, d->updated_at);
     bind_text(s, i++, d->last_error);
+    bind_text(s, i++, d->traceparent);
     return exec_stmt(c, s, "delivery insert");
 }
 
@@ -843,6 +844,7 @@ static void read_delivery(sqlite3_stmt *s, ackd_delivery_t *d)
     d->created_at = sqlite3_column_int64(s, i++);
     d->updated_at = sqlite3_column_int64(s, i++);
     d->last_error = col_text(s, i++);
+    d->traceparent = col_text(s, i++);
 }
 
 static int sq_delivery_get(ackd_store_conn_t *c, const char *id, ackd_delivery_t *out)

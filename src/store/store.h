@@ -100,6 +100,7 @@ typedef struct {
     char *type;                /* "task.completed", ... */
     char *body;                /* JSON, fixed at creation so every try signs the same bytes */
     char *tenant, *queue;
+    char *traceparent;         /* the task's W3C trace context, sent along */
     int state;                 /* ACKD_DELIVERY_* */
     int tries;
     int64_t next_at;           /* pending: when the next try may start */

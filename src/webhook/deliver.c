@@ -80,7 +80,7 @@ static void header(ackd_wh_call_t *call, const char *name, const char *value)
     call->headers = curl_slist_append(call->headers, line);
 }
 
-int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf,
+int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf, const char *secrets,
                     const ackd_guard_t *guard, const struct addrinfo *addrs, char *why_buf,
                     size_t why_len)
 {
@@ -116,7 +116,7 @@ int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf,
     int64_t ts = ackd_now_ms() / 1000;
     char sig[1024], tsbuf[24];
     snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
-    ackd_webhook_sign(conf->secrets, call->d.id, ts, call->d.body, strlen(call->d.body), sig,
+    ackd_webhook_sign(secrets, call->d.id, ts, call->d.body, strlen(call->d.body), sig,
                       sizeof sig);
     header(call, "Content-Type", "application/json");
     header(call, "User-Agent", "ackd-webhooks/0.1");
@@ -131,6 +131,9 @@ int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf,
     if (cid && *cid && strlen(cid) < 256 && !strpbrk(cid, "\r\n"))
         header(call, "X-Request-ID", cid);
     json_decref(doc);
+    if (call->d.traceparent && strlen(call->d.traceparent) < 128 &&
+        !strpbrk(call->d.traceparent, "\r\n"))
+        header(call, "traceparent", call->d.traceparent);
     call->headers = curl_slist_append(call->headers, "Expect:");
 
     ackd_buf_init(&call->answer, ACKD_WEBHOOK_MAX_ANSWER);

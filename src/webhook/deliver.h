@@ -44,8 +44,8 @@ typedef struct ackd_wh_call {
  * when it is not an http(s) URL. */
 int ackd_wh_parse_url(ackd_wh_call_t *call, const char **why);
 /* Checks every resolved address with the guard and builds the request
- * pinned to them. ACKD_EINVAL (and *why, into why_buf) when refused. */
-int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf,
+ * pinned to them, signed with `secrets` (the queue's, else [webhooks]'). ACKD_EINVAL (and *why, into why_buf) when refused. */
+int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf, const char *secrets,
                     const ackd_guard_t *guard, const struct addrinfo *addrs, char *why_buf,
                     size_t why_len);
 /* The try's record and what follows (ACKD_DELIVERY_* of tq.h). schedule:

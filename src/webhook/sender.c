@@ -99,6 +99,44 @@ static void refuse(ackd_webhook_sender_t *s, ackd_wh_call_t *call, const char *w
     finish(s, call, &t, outcome, next_at);
 }
 
+#define MAX_SCHEDULE 64
+
+/* Delays from "5s 5m 30m" into out; returns how many. */
+static int parse_delays(const char *text, int64_t *out, int max)
+{
+    int n = 0;
+    for (const char *p = text; p && *p && n < max;) {
+        size_t len = strcspn(p, " ");
+        char item[32];
+        if (len && len < sizeof item) {
+            memcpy(item, p, len);
+            item[len] = '\0';
+            if (ackd_parse_duration_ms(item, &out[n]) == 0)
+                n++;
+        }
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return n;
+}
+
+/* The queue's own webhook settings win over [webhooks]. */
+static const ackd_queue_conf_t *queue_of(const ackd_webhook_sender_t *s, const ackd_wh_call_t *call)
+{
+    return call->d.queue ? ackd_config_queue(s->cfg, call->d.queue) : NULL;
+}
+
+static int schedule_for(const ackd_webhook_sender_t *s, const ackd_wh_call_t *call, int64_t *out)
+{
+    const ackd_queue_conf_t *q = queue_of(s, call);
+    if (q && q->webhook_schedule)
+        return parse_delays(q->webhook_schedule, out, MAX_SCHEDULE);
+    int n = s->nschedule < MAX_SCHEDULE ? s->nschedule : MAX_SCHEDULE;
+    memcpy(out, s->schedule, (size_t)n * sizeof *out);
+    return n;
+}
+
 static void on_done(CURL *easy, CURLcode rc, void *data)
 {
     (void)easy;
@@ -106,8 +144,9 @@ static void on_done(CURL *easy, CURLcode rc, void *data)
     ackd_webhook_sender_t *s = call->owner;
     ackd_delivery_try_t t;
     int outcome = ACKD_DELIVERY_GIVE_UP;
-    int64_t next_at = 0;
-    ackd_wh_outcome(call, rc, s->schedule, s->nschedule, ackd_now_ms(), &t, &outcome, &next_at);
+    int64_t next_at = 0, schedule[MAX_SCHEDULE];
+    int nschedule = schedule_for(s, call, schedule);
+    ackd_wh_outcome(call, rc, schedule, nschedule, ackd_now_ms(), &t, &outcome, &next_at);
     finish(s, call, &t, outcome, next_at);
 }
 
@@ -125,15 +164,19 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         char why[300];
         snprintf(why, sizeof why, "cannot resolve %s: %s", call->host, uv_strerror(status));
         /* DNS trouble is usually passing: the schedule decides */
+        int64_t schedule[MAX_SCHEDULE];
+        int nschedule = schedule_for(s, call, schedule);
         int idx = call->d.tries - 1;
-        if (idx < s->nschedule)
-            refuse(s, call, why, ACKD_DELIVERY_RETRY, ackd_now_ms() + s->schedule[idx]);
+        if (idx < nschedule)
+            refuse(s, call, why, ACKD_DELIVERY_RETRY, ackd_now_ms() + schedule[idx]);
         else
             refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);
         return;
     }
     char why[512];
-    int rc = ackd_wh_prepare(call, &s->cfg->webhooks, &s->guard, res, why, sizeof why);
+    const ackd_queue_conf_t *q = queue_of(s, call);
+    const char *secrets = q && q->webhook_secrets ? q->webhook_secrets : s->cfg->webhooks.secrets;
+    int rc = ackd_wh_prepare(call, &s->cfg->webhooks, secrets, &s->guard, res, why, sizeof why);
     uv_freeaddrinfo(res);
     if (rc) {
         refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);
@@ -280,25 +323,10 @@ static void thread_main(void *arg)
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 
-static int parse_schedule(ackd_webhook_sender_t *s, const char *text)
+static void parse_schedule(ackd_webhook_sender_t *s, const char *text)
 {
-    for (const char *p = text; p && *p;) {
-        size_t n = strcspn(p, " ");
-        char item[32];
-        int64_t ms;
-        if (n && n < sizeof item) {
-            memcpy(item, p, n);
-            item[n] = '\0';
-            if (ackd_parse_duration_ms(item, &ms) == 0) {
-                s->schedule = ackd_realloc(s->schedule, (size_t)(s->nschedule + 1) * sizeof(int64_t));
-                s->schedule[s->nschedule++] = ms;
-            }
-        }
-        p += n;
-        while (*p == ' ')
-            p++;
-    }
-    return 0;
+    s->schedule = ackd_calloc(MAX_SCHEDULE, sizeof *s->schedule);
+    s->nschedule = parse_delays(text, s->schedule, MAX_SCHEDULE);
 }
 
 int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *cfg, ackd_tq_t *tq)

@@ -44,6 +44,7 @@ from upstream import Answer, answer, fail_then, hang, sequence
 
 SECRET_OLD = new_secret()
 SECRET_NEW = new_secret()
+SECRET_QUEUE = new_secret()             # [queue ownsecret] webhook_secrets
 SCHEDULE = (0.1, 0.2, 0.3)              # seconds; 4 tries in all
 SCHEDULE_TEXT = "100ms 200ms 300ms"
 TRY_TIMEOUT = 1.0 * SLOW                # [webhooks] timeout of the shared server
@@ -80,6 +81,7 @@ def backend():
 def server(start_ackd_module, rcv, backend):
     queues = POOL.queues()
     queues["withdefault"] = {"callback_url": rcv.url("/queue-default")}
+    queues["ownsecret"] = {"webhook_secrets": SECRET_QUEUE, "webhook_schedule": "50ms"}
     queues["push"] = {"upstream": backend.origin, "max_attempts": 2, "retry_base": "20ms",
                       "retry_cap": "50ms"}
     cfg = queue_config(queues, server={"shutdown_grace": "1s"})
@@ -218,14 +220,26 @@ def test_completed_webhook_body_headers_and_signature(server, api, q, rcv, verif
     assert d["attempts"][0]["response_excerpt"] == '{"ok": true}'
 
 
-@pytest.mark.xfail(reason="SPEC §5: traceparent is kept on the task and forwarded to webhooks; "
-                          "the delivery row does not keep it, so webhooks go without it")
 def test_webhook_carries_traceparent(api, q, rcv):
     path = unique("trace")
     tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     run_task(api, q, rcv.url(path), result=1, headers={"traceparent": tp})
     (hook,) = rcv.wait_hooks(1, path)
     assert hook.header("traceparent") == tp
+
+
+def test_a_queue_signs_with_its_own_secrets_and_schedule(api, rcv, verifier):
+    """[queue NAME] webhook_secrets and webhook_schedule win over [webhooks]."""
+    path = unique("ownsecret")
+    rcv.on(path, answer(503, {"error": "down"}))
+    tid = run_task(api, "ownsecret", rcv.url(path), result=1)
+    d = wait_delivery(api, tid, "failed")
+    assert d["tries"] == 2, d            # one delay in the queue's schedule: two tries
+    hooks = rcv.wait_hooks(2, path)
+    h, b = hook_headers(hooks[0]), hooks[0].body
+    verdicts = verifier.check_many([(SECRET_QUEUE, h, b), (SECRET_OLD, h, b)])
+    assert verdicts[0] == (True, None), "the queue's secret signs its webhooks"
+    assert verdicts[1][0] is False, "the global secrets do not sign this queue's webhooks"
 
 
 def test_rotation_either_secret_alone_verifies(api, q, rcv, verifier):
