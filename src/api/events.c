@@ -46,6 +46,12 @@ static void send_events(ackd_tq_op_t *op)
     if (out.len)
         ackd_http_defer_stream_write(d, out.data, out.len);
     ackd_buf_free(&out);
+    /* sent: a waiting stream keeps nothing but its cursor */
+    for (int i = 0; i < op->nevents; i++)
+        ackd_event_clear(&op->events[i]);
+    ackd_free(op->events);
+    op->events = NULL;
+    op->nevents = 0;
 }
 
 static void on_events_wake(ackd_store_op_t *s)

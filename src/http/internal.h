@@ -56,7 +56,7 @@ struct ackd_http_req {
     size_t nparams;
     const char *param_names[ACKD_ROUTER_MAX_PARAMS];
     char *param_values[ACKD_ROUTER_MAX_PARAMS];
-    char id[ACKD_ID_MAX + 160];
+    const char *id;              /* X-Request-ID as sent (sane) or generated; in the arena */
     const void *auth;
     int64_t start_us;            /* monotonic, first byte of the request */
     int status;                  /* answered status, for the log */

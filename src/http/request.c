@@ -138,11 +138,13 @@ static void assign_id(ackd_http_req_t *req)
         for (size_t i = 0; ok && i < n; i++)
             ok = given[i] > 0x20 && given[i] < 0x7f;
         if (ok) {
-            memcpy(req->id, given, n + 1);
+            req->id = given; /* the header value lives in the arena already */
             return;
         }
     }
-    ackd_id_new("req_", req->id);
+    char *id = ackd_arena_alloc(&req->arena, ACKD_ID_MAX);
+    ackd_id_new("req_", id);
+    req->id = id;
 }
 
 void ackd_http_req_dispatch(ackd_http_req_t *req)

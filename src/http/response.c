@@ -102,7 +102,8 @@ void ackd_http_write_head(ackd_http_req_t *req, int status, const char *content_
         ackd_buf_appendz(out, "Transfer-Encoding: chunked\r\n");
     else if (body_allowed(status) && !req->streaming) /* an unframed stream ends with the close */
         ackd_buf_printf(out, "Content-Length: %zu\r\n", content_length);
-    ackd_buf_printf(out, "X-Request-ID: %s\r\n", req->id);
+    if (req->id)
+        ackd_buf_printf(out, "X-Request-ID: %s\r\n", req->id);
     for (resp_header_t *h = req->resp_headers; h; h = h->next)
         ackd_buf_printf(out, "%s: %s\r\n", h->name, h->value);
     if (!req->keepalive)

@@ -167,11 +167,14 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
             /* a twin that is new in this batch will not exist: name no task */
             snprintf(op->conflict_id, sizeof op->conflict_id, "%s",
                      twin_is_new ? "" : prev.task_id);
-            snprintf(op->detail_buf, sizeof op->detail_buf,
+            char detail[256];
+            snprintf(detail, sizeof detail,
                      "key '%.128s' was first used for another request (method, path or body "
                      "differ)",
                      it->task.idem_key);
-            return deny(op, ACKD_ECONFLICT, op->detail_buf);
+            ackd_free(op->detail_owned);
+            op->detail_owned = ackd_strdup(detail);
+            return deny(op, ACKD_ECONFLICT, op->detail_owned);
         }
         it->replayed = true;
         snprintf(it->task.id, sizeof it->task.id, "%s", prev.task_id);
@@ -974,6 +977,7 @@ void ackd_tq_op_free(ackd_tq_op_t *op)
         ackd_free(op->items[i].idem_scope);
     }
     ackd_free(op->items);
+    ackd_free(op->detail_owned);
     ackd_free(op->all_stats);
     for (int i = 0; i < op->nevents; i++)
         ackd_event_clear(&op->events[i]);

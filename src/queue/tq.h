@@ -72,8 +72,8 @@ struct ackd_tq_op {
     /* outcome: 0, ACKD_ENOENT (no such task for this caller), ACKD_ECONFLICT
      * (stale lease, wrong state, idempotency mismatch), ACKD_EIO */
     int status;
-    const char *detail;        /* a sentence for problems: static, or detail_buf */
-    char detail_buf[256];
+    const char *detail;        /* a sentence for problems: static, or detail_owned */
+    char *detail_owned;        /* allocated only when a problem needs its own words */
 
     /* inputs */
     const char *tenant;        /* owner filter; NULL: any (admin, workers) */
