@@ -227,7 +227,7 @@ static int on_header_value_complete(llhttp_t *p)
             return fail_with(c, 400, "a header value holds a control character");
     }
     if (req->nheaders == req->capheaders) {
-        size_t cap = req->capheaders ? req->capheaders * 2 : 16;
+        size_t cap = req->capheaders ? req->capheaders * 2 : 8;
         header_t *h = ackd_arena_alloc(&req->arena, cap * sizeof *h);
         if (req->nheaders)
             memcpy(h, req->headers, req->nheaders * sizeof *h);

@@ -7,7 +7,7 @@
 #include "base/clock.h"
 #include "http/internal.h"
 
-#define ARENA_BLOCK 1024 /* a parked request keeps it: 10 000 long polls must stay small */
+#define ARENA_BLOCK 768 /* a parked request keeps it: 10 000 long polls must stay small */
 
 ackd_http_req_t *ackd_http_req_new(ackd_http_conn_t *c)
 {

@@ -954,7 +954,8 @@ ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, 
     op->data = data;
     op->progress_pct = -1;
     op->task.progress_pct = -1;
-    op->filter.state = -1;
+    if (kind == ACKD_TQ_LIST)
+        op->filter.state = -1;
     op->base.apply = appliers[kind];
     op->base.done = done_user;
     op->base.heap_idx = -1;
@@ -993,7 +994,8 @@ void ackd_tq_op_free(ackd_tq_op_t *op)
     ackd_free(op->deliveries);
     ackd_free(op->tries);
     ackd_free(op->ntries);
-    ackd_delivery_try_clear(&op->try_);
+    if (op->kind == ACKD_TQ_DELIVERY_RECORD)
+        ackd_delivery_try_clear(&op->try_);
     ackd_free(op->queue);
     ackd_free(op->progress_msg);
     ackd_free(op->result);

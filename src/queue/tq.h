@@ -90,8 +90,6 @@ struct ackd_tq_op {
     char *error;               /* owned JSON */
     bool retry;
     int64_t retry_after_ms;
-    ackd_task_filter_t filter; /* list: point its strings at queue and cursor below */
-    char cursor[ACKD_ID_MAX];
     bool with_attempts;
     bool load_task;            /* enqueue: read the (new or replayed) task back into task */
     int flags;                 /* the caller's scratch (e.g. which Prefer applied) */
@@ -107,20 +105,34 @@ struct ackd_tq_op {
     int nevents;
     bool heartbeat;            /* output: the wait ran out with nothing new */
     bool stop;                 /* set by the streamer (store thread): its client left */
-    int64_t after_event;       /* queue streams: cursors (0 / "" until the first run) */
-    char after_task[ACKD_ID_MAX];
-    bool cursor_set;
     int cap_changed;           /* room in base.changed_more */
-    char token[65];            /* progress: the per-dispatch token */
 
     /* webhooks */
     ackd_delivery_t *deliveries;   /* output */
     int ndeliveries;
     ackd_delivery_try_t **tries;   /* output: tries[i] for deliveries[i] */
     int *ntries;
-    ackd_delivery_try_t try_;      /* record: the try (strings owned) */
-    int outcome;               /* record: ACKD_DELIVERY_* */
-    int64_t next_at;           /* record: when to retry */
+
+    /* what only one kind uses shares the room: a parked long poll is small */
+    union {
+        struct { /* LIST */
+            ackd_task_filter_t filter; /* point its strings at queue and cursor */
+            char cursor[ACKD_ID_MAX];
+        };
+        struct { /* QUEUE_EVENTS: cursors (0 / "" until the first run) */
+            int64_t after_event;
+            char after_task[ACKD_ID_MAX];
+            bool cursor_set;
+        };
+        char token[65];        /* PROGRESS: the per-dispatch token */
+        struct { /* DELIVERY_RECORD */
+            ackd_delivery_try_t try_; /* the try (strings owned) */
+            int outcome;       /* ACKD_DELIVERY_* */
+            int64_t next_at;   /* when to retry */
+        };
+        ackd_queue_stats_t stats;      /* STATS of one queue */
+        char conflict_id[ACKD_ID_MAX]; /* ENQUEUE: the task behind an idempotency mismatch */
+    };
 
     /* outputs */
     ackd_task_t task;
@@ -128,9 +140,7 @@ struct ackd_tq_op {
     int ntasks;
     ackd_attempt_t *attempts;
     int nattempts;
-    ackd_queue_stats_t stats;
     ackd_queue_stats_t *all_stats; /* STATS with queue NULL: one per configured queue */
-    char conflict_id[ACKD_ID_MAX]; /* the task behind an idempotency mismatch */
     bool waited_out;           /* a claim or long poll whose wait ran out */
 };
 
