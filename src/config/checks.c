@@ -326,3 +326,39 @@ int ackd_config_check_header_names(const char *v, ackd_buf_t *canon)
     }
     return n ? 0 : ACKD_EINVAL;
 }
+
+int ackd_config_check_tenant_secrets(const char *v, ackd_buf_t *canon)
+{
+    int n = 0;
+    for (const char *p = v; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (!len)
+            break;
+        const char *colon = memchr(p, ':', len);
+        if (!colon || colon == p || colon - p > 64)
+            return ACKD_EINVAL;
+        for (const char *t = p; t < colon; t++)
+            if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
+                  *t == '_' || *t == '.' || *t == '-'))
+                return ACKD_EINVAL;
+        char secret[512];
+        size_t slen = len - (size_t)(colon + 1 - p);
+        if (slen == 0 || slen >= sizeof secret)
+            return ACKD_EINVAL;
+        memcpy(secret, colon + 1, slen);
+        secret[slen] = '\0';
+        ackd_buf_t tmp;
+        ackd_buf_init(&tmp, 0);
+        int rc = ackd_config_check_secrets(secret, &tmp);
+        ackd_buf_free(&tmp);
+        if (rc)
+            return ACKD_EINVAL;
+        if (n++)
+            ackd_buf_appendc(canon, ' ');
+        ackd_buf_append(canon, p, len);
+        p += len;
+    }
+    return n ? 0 : ACKD_EINVAL;
+}

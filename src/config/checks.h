@@ -25,6 +25,8 @@ int ackd_config_check_secrets(const char *v, ackd_buf_t *canon);
 int ackd_config_check_cidrs(const char *v, ackd_buf_t *canon);
 /* 1..50 durations (0..30d each), space-separated. */
 int ackd_config_check_schedule(const char *v, ackd_buf_t *canon);
+/* "tenant:whsec_... tenant:whsec_..." (tenant names as in [keys]). */
+int ackd_config_check_tenant_secrets(const char *v, ackd_buf_t *canon);
 /* HTTP field names (tokens) separated by spaces or commas; canonical form is
  * lower case, space-separated. */
 int ackd_config_check_header_names(const char *v, ackd_buf_t *canon);

@@ -81,7 +81,8 @@ typedef struct {
 } ackd_route_conf_t;
 
 typedef struct {
-    char *secrets;                 /* whsec_... secrets, space-separated, first signs too */
+    char *secrets;                 /* whsec_... secrets, space-separated; each signs */
+    char *tenant_secrets;          /* "tenant:whsec_... tenant:whsec_..." for tenants' own */
     char *allow_private;           /* CIDR list callbacks may target despite the guard */
     int64_t timeout_ms;
     char *schedule;                /* retry delays, e.g. "5s 5m 30m 2h 5h 10h 10h" */

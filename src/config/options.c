@@ -72,6 +72,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {STO(sync), .name = "sync", ENUM, .choices = "full|normal", .def = "full", .doc = "full: fsync every commit; normal: WAL without fsync (may lose recent tasks on power loss)"},
 
     {WH(secrets), .name = "secrets", STR, .check = ackd_config_check_secrets, .form = "space-separated whsec_<base64> secrets", .doc = "signing secrets, space-separated; each signs, so receivers with any of them verify (rotation)"},
+    {WH(tenant_secrets), .name = "tenant_secrets", STR, .check = ackd_config_check_tenant_secrets, .form = "space-separated tenant:whsec_<base64> pairs", .doc = "a tenant's own signing secrets (several per tenant for rotation); a queue's webhook_secrets win"},
     {WH(allow_private), .name = "allow_private", STR, .check = ackd_config_check_cidrs, .form = "CIDRs like 10.0.0.0/8 fd00::/8, separated by spaces or commas", .doc = "CIDRs callbacks may target although private, loopback or link-local"},
     {WH(timeout_ms), .name = "timeout", DUR, .min = 100 * MS, .max = 5 * MIN, .def = "10s", .doc = "total time of one webhook delivery try"},
     {WH(schedule), .name = "schedule", STR, .min = 1, .check = ackd_config_check_schedule, .form = "1..50 space-separated durations like 5s 5m 30m (0..30d each)", .def = "5s 5m 30m 2h 5h 10h 10h", .doc = "delays between delivery tries; one try more than delays"},

@@ -127,6 +127,31 @@ static const ackd_queue_conf_t *queue_of(const ackd_webhook_sender_t *s, const a
     return call->d.queue ? ackd_config_queue(s->cfg, call->d.queue) : NULL;
 }
 
+/* The secrets that sign a delivery: its queue's, else its tenant's, else
+ * [webhooks] secrets. buf holds a tenant's list. */
+static const char *secrets_for(const ackd_webhook_sender_t *s, const ackd_wh_call_t *call,
+                               char *buf, size_t buflen)
+{
+    const ackd_queue_conf_t *q = queue_of(s, call);
+    if (q && q->webhook_secrets)
+        return q->webhook_secrets;
+    const char *pairs = s->cfg->webhooks.tenant_secrets;
+    size_t used = 0, tlen = call->d.tenant ? strlen(call->d.tenant) : 0;
+    buf[0] = '\0';
+    for (const char *p = pairs; tlen && p && *p;) {
+        size_t len = strcspn(p, " ");
+        if (len > tlen + 1 && strncmp(p, call->d.tenant, tlen) == 0 && p[tlen] == ':' &&
+            used + len - tlen + 1 < buflen) {
+            used += (size_t)snprintf(buf + used, buflen - used, "%s%.*s", used ? " " : "",
+                                     (int)(len - tlen - 1), p + tlen + 1);
+        }
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return used ? buf : s->cfg->webhooks.secrets;
+}
+
 static int schedule_for(const ackd_webhook_sender_t *s, const ackd_wh_call_t *call, int64_t *out)
 {
     const ackd_queue_conf_t *q = queue_of(s, call);
@@ -174,9 +199,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     char why[512];
-    const ackd_queue_conf_t *q = queue_of(s, call);
-    const char *secrets = q && q->webhook_secrets ? q->webhook_secrets : s->cfg->webhooks.secrets;
-    int rc = ackd_wh_prepare(call, &s->cfg->webhooks, secrets, &s->guard, res, why, sizeof why);
+    char tenant_secrets[1024];
+    int rc = ackd_wh_prepare(call, &s->cfg->webhooks,
+                             secrets_for(s, call, tenant_secrets, sizeof tenant_secrets), &s->guard,
+                             res, why, sizeof why);
     uv_freeaddrinfo(res);
     if (rc) {
         refuse(s, call, why, ACKD_DELIVERY_GIVE_UP, 0);

@@ -566,6 +566,30 @@ def test_redeliver_is_for_admins(start_ackd, make_receiver):
             problem(nobody.get(f"/v1/tasks/{tid}/deliveries"), 401)
 
 
+def test_a_tenant_signs_with_its_own_secrets(start_ackd, make_receiver, verifier):
+    """[webhooks] tenant_secrets: a tenant's webhooks are signed with its own
+    secrets (both of a rotation pair); other tenants keep the global ones."""
+    rcv = make_receiver()
+    own_a, own_b = new_secret(), new_secret()
+    keys = {"k-acme": "acme client", "k-beta": "beta client", "k-worker": "ops worker jobs"}
+    cfg = queue_config({"jobs": {}}, keys=keys)
+    cfg["webhooks"] = webhooks_section(tenant_secrets=f"acme:{own_a} acme:{own_b}")
+    srv = start_ackd(cfg)
+    with Api(srv, "k-acme") as acme, Api(srv, "k-beta") as beta, Api(srv, "k-worker") as worker:
+        for api, path in ((acme, "/t-acme"), (beta, "/t-beta")):
+            tid = api.submit_ok("jobs", 1, callback_url=rcv.url(path))
+            c = worker.claim_one("jobs")
+            assert worker.complete(tid, c["lease_id"], "done").status_code == 200
+        (ha,) = rcv.wait_hooks(1, "/t-acme")
+        (hb,) = rcv.wait_hooks(1, "/t-beta")
+    va = verifier.check_many([(own_a, hook_headers(ha), ha.body), (own_b, hook_headers(ha), ha.body),
+                              (SECRET_OLD, hook_headers(ha), ha.body)])
+    assert va[0] == (True, None) and va[1] == (True, None), va
+    assert va[2][0] is False, "the global secrets do not sign acme's webhooks"
+    vb = verifier.check_many([(SECRET_OLD, hook_headers(hb), hb.body), (own_a, hook_headers(hb), hb.body)])
+    assert vb[0] == (True, None) and vb[1][0] is False, vb
+
+
 # --------------------------------------------------------------------------
 # durability
 
