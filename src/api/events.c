@@ -46,7 +46,9 @@ static void send_events(ackd_tq_op_t *op)
     if (out.len)
         ackd_http_defer_stream_write(d, out.data, out.len);
     ackd_buf_free(&out);
-    /* sent: a waiting stream keeps nothing but its cursor */
+    /* sent: a waiting stream keeps nothing but its cursor (the next run
+     * reads the task and its new events again) */
+    ackd_task_clear(&op->task);
     for (int i = 0; i < op->nevents; i++)
         ackd_event_clear(&op->events[i]);
     ackd_free(op->events);

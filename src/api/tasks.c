@@ -138,7 +138,8 @@ static void log_accepted(const ackd_tq_item_t *it)
 static void on_enqueued(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT) {
-        json_t *extra = json_pack("{s:s}", "task_id", op->conflict_id);
+        /* a key repeated with two bodies in one batch has no task yet */
+        json_t *extra = op->conflict_id[0] ? json_pack("{s:s}", "task_id", op->conflict_id) : NULL;
         api_finish(op, api_problem_response(422, "idempotency-mismatch",
                                             "Idempotency key reused with a different request",
                                             extra, op->detail));

@@ -23,15 +23,10 @@ struct ackd_http_defer {
     void *data;
 };
 
-typedef struct out_header {
-    struct out_header *next;
-    char *name, *value;
-} out_header_t;
-
 struct ackd_http_response {
     int status;
     char *content_type;
-    out_header_t *headers, *tail;
+    resp_header_t *headers, *tail; /* strings owned (malloc'd) */
     ackd_buf_t body;
 };
 
@@ -65,7 +60,7 @@ int ackd_http_response_header(ackd_http_response_t *r, const char *name, const c
 {
     if (!*name || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
         return -1;
-    out_header_t *h = ACKD_NEW(out_header_t);
+    resp_header_t *h = ACKD_NEW(resp_header_t);
     h->name = ackd_strdup(name);
     h->value = ackd_strdup(value);
     if (r->tail)
@@ -86,10 +81,10 @@ static void response_free(ackd_http_response_t *r)
 {
     if (!r)
         return;
-    for (out_header_t *h = r->headers, *next; h; h = next) {
+    for (resp_header_t *h = r->headers, *next; h; h = next) {
         next = h->next;
-        ackd_free(h->name);
-        ackd_free(h->value);
+        ackd_free((char *)h->name);
+        ackd_free((char *)h->value);
         ackd_free(h);
     }
     ackd_free(r->content_type);
@@ -223,12 +218,6 @@ void ackd_http_defer_drop(ackd_http_defer_t *d)
 
 /* --- applied on the loop thread --- */
 
-static void copy_headers(ackd_http_req_t *req, const ackd_http_response_t *r)
-{
-    for (const out_header_t *h = r->headers; h; h = h->next)
-        ackd_http_resp_header(req, h->name, h->value);
-}
-
 /* The connection lets go of the handle: the request is answered. */
 static void finish(ackd_http_defer_t *d)
 {
@@ -240,7 +229,6 @@ static void finish(ackd_http_defer_t *d)
 static void stream_start(ackd_http_req_t *req, ackd_http_response_t *r)
 {
     ackd_http_conn_t *c = req->conn;
-    copy_headers(req, r);
     bool chunked = req->http_minor == 1;
     if (!chunked)
         req->keepalive = false; /* HTTP/1.0: the end of the stream is the close */
@@ -248,7 +236,9 @@ static void stream_start(ackd_http_req_t *req, ackd_http_response_t *r)
     req->status = r->status;
     ackd_buf_t out;
     ackd_buf_init(&out, 0);
+    req->extra_headers = r->headers; /* written straight from the answer: nothing copied */
     ackd_http_write_head(req, r->status, r->content_type, 0, chunked, &out);
+    req->extra_headers = NULL;
     ackd_http_conn_write(c, &out);
 }
 
@@ -289,10 +279,10 @@ static void apply(defer_op_t *op)
         ackd_http_conn_t *c = req->conn;
         switch (op->kind) {
         case OP_RESPOND:
-            copy_headers(req, op->resp);
             finish(d);
+            req->extra_headers = op->resp->headers;
             ackd_http_respond(req, op->resp->status, op->resp->content_type, op->resp->body.data,
-                              op->resp->body.len);
+                              op->resp->body.len); /* frees req: no reset of extra_headers */
             break;
         case OP_STREAM_START:
             if (!req->streaming)

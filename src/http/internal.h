@@ -61,6 +61,7 @@ struct ackd_http_req {
     int64_t start_us;            /* monotonic, first byte of the request */
     int status;                  /* answered status, for the log */
     resp_header_t *resp_headers, *resp_headers_tail;
+    const resp_header_t *extra_headers; /* a deferred answer's own, during write_head only */
     bool head;                   /* HEAD: answer without a body */
     bool keepalive;              /* the client allows reuse */
     bool expect_continue;

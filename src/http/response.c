@@ -106,6 +106,8 @@ void ackd_http_write_head(ackd_http_req_t *req, int status, const char *content_
         ackd_buf_printf(out, "X-Request-ID: %s\r\n", req->id);
     for (resp_header_t *h = req->resp_headers; h; h = h->next)
         ackd_buf_printf(out, "%s: %s\r\n", h->name, h->value);
+    for (const resp_header_t *h = req->extra_headers; h; h = h->next)
+        ackd_buf_printf(out, "%s: %s\r\n", h->name, h->value);
     if (!req->keepalive)
         ackd_buf_appendz(out, "Connection: close\r\n");
     else if (req->http_minor == 0)

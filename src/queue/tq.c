@@ -548,6 +548,7 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
         s->watch = true;
         memcpy(s->watch_id, op->id, ACKD_ID_MAX);
         s->watch_until = op->wait_until;
+        ackd_task_clear(&op->task); /* a waiter holds no row: the wake reads it again */
         return 0;
     }
     op->waited_out = s->parked_expired;
