@@ -29,6 +29,8 @@ void ackd_random_bytes(void *buf, size_t n)
     }
 }
 
+static void encode(const char *prefix, const unsigned char b[16], char *out);
+
 /* Within one millisecond, ids of a thread keep increasing: the random part
  * grows by a random step of 1..2^32 from the previous one (ULID's monotonic
  * mode, with a random step so the next id cannot be guessed from the last). */
@@ -62,23 +64,49 @@ void ackd_id_new_at(const char *prefix, int64_t ms, char *out)
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(t >> (40 - 8 * i));
     next_random(ms, b + 6);
+    encode(prefix, b, out);
+}
 
+/* prefix + 26 base32 digits of the 128 bits (big-endian in b); the first
+ * digit carries the top 3 bits. */
+static void encode(const char *prefix, const unsigned char b[16], char *out)
+{
     size_t plen = strlen(prefix);
     memcpy(out, prefix, plen);
     char *o = out + plen;
-    /* 128 bits as 26 base32 digits: the first digit carries 3 bits. */
-    for (int i = 0; i < ACKD_ID_BODY_LEN; i++) {
-        int bit = 128 - 5 * (ACKD_ID_BODY_LEN - i); /* start bit of this digit, may be < 0 */
-        unsigned v = 0;
-        for (int k = 0; k < 5; k++) {
-            int pos = bit + k;
-            v <<= 1;
-            if (pos >= 0)
-                v |= (b[pos / 8] >> (7 - pos % 8)) & 1u;
-        }
-        o[i] = crockford[v];
+    unsigned __int128 v = 0;
+    for (int i = 0; i < 16; i++)
+        v = (v << 8) | b[i];
+    for (int i = ACKD_ID_BODY_LEN - 1; i >= 0; i--) {
+        o[i] = crockford[(unsigned)(v & 31)];
+        v >>= 5;
     }
     o[ACKD_ID_BODY_LEN] = '\0';
+}
+
+/* xorshift128+: fast, not for secrets; seeded once per thread. */
+static _Thread_local uint64_t xs[2];
+
+static uint64_t xs_next(void)
+{
+    if (!xs[0] && !xs[1])
+        ackd_random_bytes(xs, sizeof xs);
+    uint64_t a = xs[0], b = xs[1];
+    xs[0] = b;
+    a ^= a << 23;
+    xs[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return xs[1] + b;
+}
+
+void ackd_id_new_label(const char *prefix, char *out)
+{
+    unsigned char b[16];
+    uint64_t t = (uint64_t)ackd_now_ms(), r1 = xs_next(), r2 = xs_next();
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(t >> (40 - 8 * i));
+    memcpy(b + 6, &r1, 8);
+    memcpy(b + 14, &r2, 2);
+    encode(prefix, b, out);
 }
 
 void ackd_id_new(const char *prefix, char *out)

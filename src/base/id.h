@@ -17,6 +17,9 @@
 
 /* Writes prefix + 26 characters into out (at least ACKD_ID_MAX bytes). */
 void ackd_id_new(const char *prefix, char *out);
+/* Same layout, random part from a fast per-thread generator seeded from the
+ * CSPRNG: for ids that are labels, not capabilities (request ids). */
+void ackd_id_new_label(const char *prefix, char *out);
 /* Same with a given time, for tests and ordering. */
 void ackd_id_new_at(const char *prefix, int64_t ms, char *out);
 /* Fills buf with n cryptographically strong random bytes (OpenSSL's DRBG,

@@ -143,7 +143,7 @@ static void assign_id(ackd_http_req_t *req)
         }
     }
     char *id = ackd_arena_alloc(&req->arena, ACKD_ID_MAX);
-    ackd_id_new("req_", id);
+    ackd_id_new_label("req_", id); /* a label, not a secret: no CSPRNG per request */
     req->id = id;
 }
 

@@ -4,6 +4,7 @@
  * over pre-split segments is cheaper than any tree would be to maintain. */
 #include "http/router.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -209,24 +210,33 @@ void ackd_router_match(const ackd_router_t *r, const char *method, const char *p
     int is_head = strcmp(method, "HEAD") == 0;
     const entry_t *best = NULL;
     long best_score = -1;
+    bool any_path = false;
     for (size_t k = 0; k < r->n; k++) {
         const entry_t *e = &r->entries[k];
         long score = match_entry(e, segs, n);
         if (score < 0)
             continue;
+        any_path = true;
         const char *em = e->route.method;
         int same = strcmp(em, method) == 0 || (is_head && strcmp(em, "GET") == 0);
-        allow_add(m->allow, sizeof m->allow, em);
-        if (strcmp(em, "GET") == 0)
-            allow_add(m->allow, sizeof m->allow, "HEAD");
         if (same && score > best_score) {
             best = e;
             best_score = score;
         }
     }
     if (!best) {
-        if (m->allow[0])
-            m->status = 405;
+        if (!any_path)
+            return;
+        /* a 405: only now is the Allow list worth building */
+        for (size_t k = 0; k < r->n; k++) {
+            const entry_t *e = &r->entries[k];
+            if (match_entry(e, segs, n) < 0)
+                continue;
+            allow_add(m->allow, sizeof m->allow, e->route.method);
+            if (strcmp(e->route.method, "GET") == 0)
+                allow_add(m->allow, sizeof m->allow, "HEAD");
+        }
+        m->status = 405;
         return;
     }
     m->status = 200;
