@@ -279,8 +279,21 @@ static void on_got(ackd_tq_op_t *op)
         return;
     }
     json_t *doc = api_task_doc(&op->task, ackd_now_ms());
-    if (op->with_attempts)
+    if (op->with_attempts) {
         json_object_set_new(doc, "history", api_attempts_doc(op->attempts, op->nattempts));
+        json_t *events = json_array();
+        json_t *queued = json_pack("{s:i, s:s}", "id", 1, "type", "task.queued");
+        api_time(queued, "at", op->task.created_at);
+        json_array_append_new(events, queued);
+        for (int i = 0; i < op->nevents; i++) {
+            const ackd_event_t *e = &op->events[i];
+            json_t *ev = json_pack("{s:i, s:s}", "id", e->seq, "type", e->type);
+            api_time(ev, "at", e->at);
+            json_object_set_new(ev, "data", api_json_text(e->data));
+            json_array_append_new(events, ev);
+        }
+        json_object_set_new(doc, "events", events);
+    }
     ackd_http_response_t *r = api_json_response(200, doc);
     if (op->retry_after_ms) { /* the wait came from Prefer */
         char pa[48];

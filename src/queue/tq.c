@@ -24,6 +24,7 @@
 #define PURGE_BATCH 500
 #define MAX_CLAIM 100
 #define PURGE_INTERVAL_MS 1000
+#define EVENTS_PAGE 500 /* events read per run */
 
 struct ackd_tq {
     ackd_store_t *store;
@@ -552,9 +553,12 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
         return 0;
     }
     op->waited_out = s->parked_expired;
-    if (op->with_attempts)
-        return b->attempt_list(c, op->id, &op->attempts, &op->nattempts);
-    return 0;
+    if (!op->with_attempts)
+        return 0;
+    rc = b->attempt_list(c, op->id, &op->attempts, &op->nattempts);
+    if (rc == 0) /* and its events (progress among them); 1, task.queued, is the row itself */
+        rc = b->event_list(c, op->id, 1, EVENTS_PAGE, &op->events, &op->nevents);
+    return rc;
 }
 
 static int apply_list(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
@@ -582,7 +586,6 @@ static int apply_stats(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
 /* --- events (SSE) and progress --- */
 
 #define SSE_HEARTBEAT_MS 15000
-#define EVENTS_PAGE 500
 
 /* Reads the events after op->after; keeps watching while the task runs.
  * Event 1 (task.queued) is the task's creation and is made up here. */

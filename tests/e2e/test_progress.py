@@ -108,6 +108,12 @@ def test_pull_worker_progress_in_status_stream_and_history(server, api):
     assert progress == [expect for _, expect in steps]
     assert [e.type for e in history] == ["task.queued", "task.processing"] + \
         ["task.progress"] * 4 + ["task.completed"]
+    # and the status document's history carries the same events
+    events = api.task(tid, history=True)["events"]
+    assert [e["type"] for e in events] == [e.type for e in history]
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["data"]["progress"] for e in events if e["type"] == "task.progress"] == \
+        [expect for _, expect in steps]
 
 
 def test_heartbeat_progress_is_checked(server, api):
