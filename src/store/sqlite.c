@@ -213,6 +213,20 @@ static void col_id(sqlite3_stmt *s, int i, char *out)
     out[n] = '\0';
 }
 
+/* The next slot of a growable result array (*arr, *n used, *cap room),
+ * zeroed. */
+static void *next_slot(void *arr_ptr, int *n, int *cap, size_t elem)
+{
+    void **arr = arr_ptr;
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *arr = ackd_realloc(*arr, (size_t)*cap * elem);
+    }
+    void *slot = (char *)*arr + (size_t)(*n)++ * elem;
+    memset(slot, 0, elem);
+    return slot;
+}
+
 /* Runs a statement that returns no rows. */
 static int exec_stmt(ackd_store_conn_t *c, sqlite3_stmt *s, const char *what)
 {
@@ -622,12 +636,7 @@ static int sq_attempt_list(ackd_store_conn_t *c, const char *task_id, ackd_attem
     *n = 0;
     *out = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
-        }
-        ackd_attempt_t *a = &(*out)[(*n)++];
-        memset(a, 0, sizeof *a);
+        ackd_attempt_t *a = next_slot(out, n, &cap, sizeof **out);
         a->n = sqlite3_column_int(s, 0);
         a->started_at = sqlite3_column_int64(s, 1);
         a->ended_at = sqlite3_column_int64(s, 2);
@@ -719,12 +728,7 @@ static int sq_queue_events(ackd_store_conn_t *c, const char *queue, int64_t afte
     *n = 0;
     *out = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
-        }
-        ackd_event_t *e = &(*out)[(*n)++];
-        memset(e, 0, sizeof *e);
+        ackd_event_t *e = next_slot(out, n, &cap, sizeof **out);
         e->id = sqlite3_column_int64(s, 0);
         col_id(s, 1, e->task_id);
         e->seq = sqlite3_column_int(s, 2);
@@ -788,11 +792,7 @@ static int sq_event_list(ackd_store_conn_t *c, const char *task_id, int after, i
     *n = 0;
     *out = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
-        }
-        ackd_event_t *e = &(*out)[(*n)++];
+        ackd_event_t *e = next_slot(out, n, &cap, sizeof **out);
         e->seq = sqlite3_column_int(s, 0);
         e->type = col_text(s, 1);
         e->at = sqlite3_column_int64(s, 2);
@@ -896,11 +896,7 @@ static int sq_delivery_list(ackd_store_conn_t *c, const char *task_id, ackd_deli
     *n = 0;
     *out = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 4;
-            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
-        }
-        read_delivery(s, &(*out)[(*n)++]);
+        read_delivery(s, next_slot(out, n, &cap, sizeof **out));
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : fail(c, "delivery list");
@@ -936,11 +932,7 @@ static int sq_delivery_try_list(ackd_store_conn_t *c, const char *delivery_id,
     *n = 0;
     *out = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = ackd_realloc(*out, (size_t)cap * sizeof **out);
-        }
-        ackd_delivery_try_t *t = &(*out)[(*n)++];
+        ackd_delivery_try_t *t = next_slot(out, n, &cap, sizeof **out);
         t->n = sqlite3_column_int(s, 0);
         t->at = sqlite3_column_int64(s, 1);
         t->duration_ms = sqlite3_column_int64(s, 2);
