@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/id.h"
 #include "base/units.h"
 #include "queue/fingerprint.h"
 
@@ -115,6 +116,27 @@ int api_duration(const json_t *v, int64_t *ms)
     if (json_is_string(v))
         return ackd_parse_duration_ms(json_string_value(v), ms);
     return ACKD_EINVAL;
+}
+
+const char *api_task_id(ackd_http_req_t *req)
+{
+    const char *id = ackd_http_req_param(req, "id");
+    if (ackd_id_valid("tsk_", id))
+        return id;
+    ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
+                              "no task with id \"%s\"", id);
+    return NULL;
+}
+
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
+{
+    const char *id = api_task_id(req);
+    if (!id)
+        return NULL;
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
+    snprintf(op->id, sizeof op->id, "%s", id);
+    op->tenant = api_tenant_filter(req);
+    return op;
 }
 
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected)

@@ -28,6 +28,12 @@ json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
 /* A duration given as seconds (number) or a string ("250ms", "30s"). 0 or
  * ACKD_EINVAL. */
 int api_duration(const json_t *v, int64_t *ms);
+/* The {id} of the route when it is a task id; otherwise answers 404 (the
+ * same as for a task that does not exist) and returns NULL. */
+const char *api_task_id(ackd_http_req_t *req);
+/* A new operation of `kind` on the request's task, seen with the caller's
+ * tenant filter; NULL when the id is not one (404 answered). */
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
 /* ?wait=N or Prefer: wait=N, capped by max_wait; 0 when neither. Sets

@@ -56,23 +56,9 @@ static void on_listed(ackd_tq_op_t *op)
                                                     "deliveries", arr)));
 }
 
-static ackd_tq_op_t *task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
-{
-    const char *id = ackd_http_req_param(req, "id");
-    if (!ackd_id_valid("tsk_", id)) {
-        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
-                                  "no task with id \"%s\"", id);
-        return NULL;
-    }
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
-    snprintf(op->id, sizeof op->id, "%s", id);
-    op->tenant = api_tenant_filter(req);
-    return op;
-}
-
 static void on_deliveries(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = task_op(req, data, ACKD_TQ_DELIVERIES, on_listed);
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_DELIVERIES, on_listed);
     if (op)
         api_start(req, op);
 }
@@ -94,7 +80,7 @@ static void on_redelivered(ackd_tq_op_t *op)
 
 static void on_redeliver(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = task_op(req, data, ACKD_TQ_REDELIVER, on_redelivered);
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_REDELIVER, on_redelivered);
     if (op)
         api_start(req, op);
 }

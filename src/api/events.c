@@ -89,16 +89,9 @@ static int parse_last_event_id(const char *v)
 
 static void on_task_events(ackd_http_req_t *req, void *data)
 {
-    ackd_api_t *api = data;
-    const char *id = ackd_http_req_param(req, "id");
-    if (!ackd_id_valid("tsk_", id)) {
-        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
-                                  "no task with id \"%s\"", id);
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_EVENTS, on_events_done);
+    if (!op)
         return;
-    }
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_EVENTS, on_events_done, NULL);
-    snprintf(op->id, sizeof op->id, "%s", id);
-    op->tenant = api_tenant_filter(req);
     const char *last = ackd_http_req_header(req, "last-event-id");
     if (!last)
         last = ackd_http_req_query_param(req, "after");

@@ -308,30 +308,10 @@ static void on_got(ackd_tq_op_t *op)
     api_finish(op, r);
 }
 
-static int valid_task_id(ackd_http_req_t *req, const char *id)
-{
-    if (ackd_id_valid("tsk_", id))
-        return 1;
-    ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
-                              "no task with id \"%s\"", id);
-    return 0;
-}
-
-static ackd_tq_op_t *task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
-{
-    const char *id = ackd_http_req_param(req, "id");
-    if (!valid_task_id(req, id))
-        return NULL;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
-    snprintf(op->id, sizeof op->id, "%s", id);
-    op->tenant = api_tenant_filter(req);
-    return op;
-}
-
 static void on_get(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    ackd_tq_op_t *op = task_op(req, api, ACKD_TQ_GET, on_got);
+    ackd_tq_op_t *op = api_task_op(req, api, ACKD_TQ_GET, on_got);
     if (!op)
         return;
     int from_prefer;
@@ -384,7 +364,7 @@ static void on_result_ready(ackd_tq_op_t *op)
 
 static void on_result(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_GET, on_result_ready);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_GET, on_result_ready);
     if (op)
         api_start(req, op);
 }
@@ -464,14 +444,14 @@ static void on_changed(ackd_tq_op_t *op)
 
 static void on_cancel(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_CANCEL, on_changed);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_CANCEL, on_changed);
     if (op)
         api_start(req, op);
 }
 
 static void on_retry(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = task_op(req, api_of(data), ACKD_TQ_RETRY, on_changed);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_RETRY, on_changed);
     if (op)
         api_start(req, op);
 }

@@ -141,12 +141,9 @@ static void on_lease_call_done(ackd_tq_op_t *op)
 
 static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body)
 {
-    const char *id = ackd_http_req_param(req, "id");
-    if (!ackd_id_valid("tsk_", id)) {
-        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
-                                  "no task with id \"%s\"", id);
+    const char *id = api_task_id(req);
+    if (!id)
         return NULL;
-    }
     *body = api_body_object(req, 0);
     if (!*body)
         return NULL;
@@ -310,13 +307,10 @@ static void on_progress_recorded(ackd_tq_op_t *op)
 static void on_progress(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    const char *id = ackd_http_req_param(req, "id");
+    const char *id = api_task_id(req);
     const char *token = ackd_http_req_header(req, "task-progress-token");
-    if (!ackd_id_valid("tsk_", id)) {
-        ackd_http_respond_problem(req, 404, "task-not-found", "Task not found", NULL,
-                                  "no task with id \"%s\"", id);
+    if (!id)
         return;
-    }
     if (!token || strlen(token) != 64) {
         ackd_http_respond_problem(req, 401, "unauthorized", "Unauthorized", NULL,
                                   "send the Task-Progress-Token header ackd gave the call");
