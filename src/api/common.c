@@ -128,15 +128,21 @@ const char *api_task_id(ackd_http_req_t *req)
     return NULL;
 }
 
-ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
+ackd_tq_op_t *api_for_task(ackd_http_req_t *req, ackd_tq_op_t *op)
 {
     const char *id = api_task_id(req);
-    if (!id)
+    if (!id) {
+        ackd_tq_op_free(op);
         return NULL;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
+    }
     snprintf(op->id, sizeof op->id, "%s", id);
     op->tenant = api_tenant_filter(req);
     return op;
+}
+
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, api_answer_fn answer)
+{
+    return api_task_id(req) ? api_for_task(req, api_op_new(api, kind, answer)) : NULL;
 }
 
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected)
@@ -195,65 +201,83 @@ void api_time(json_t *obj, const char *key, int64_t ms)
     json_object_set_new(obj, key, json_string(buf));
 }
 
-static json_t *str_or_null(const char *s)
+void api_write_task(ackd_jw_t *w, const ackd_task_t *t, int64_t now)
 {
-    return s ? json_string(s) : json_null();
-}
-
-json_t *api_task_doc(const ackd_task_t *t, int64_t now)
-{
-    char self[96], result[104], events[104];
-    snprintf(self, sizeof self, "/v1/tasks/%s", t->id);
-    snprintf(result, sizeof result, "%s/result", self);
-    snprintf(events, sizeof events, "%s/events", self);
-    json_t *d = json_object();
-    json_object_set_new(d, "id", json_string(t->id));
-    json_object_set_new(d, "queue", json_string(t->queue));
-    json_object_set_new(d, "status", json_string(ackd_task_state_name(t->state)));
-    json_object_set_new(d, "attempts", json_integer(t->attempts));
-    json_object_set_new(d, "max_attempts", json_integer(t->max_attempts));
-    json_object_set_new(d, "priority", json_integer(t->priority));
-    api_time(d, "created_at", t->created_at);
-    api_time(d, "updated_at", t->updated_at);
-    api_time(d, "next_attempt_at",
-             t->state == ACKD_TASK_QUEUED && t->due_at > now ? t->due_at : 0);
-    if (t->progress_pct >= 0 || t->progress_msg)
-        json_object_set_new(d, "progress",
-                            json_pack("{s:o, s:o}", "percent",
-                                      t->progress_pct >= 0 ? json_integer(t->progress_pct)
-                                                           : json_null(),
-                                      "message", str_or_null(t->progress_msg)));
-    else
-        json_object_set_new(d, "progress", json_null());
-    json_object_set_new(d, "correlation_id", str_or_null(t->correlation_id));
-    if (t->traceparent)
-        json_object_set_new(d, "traceparent", json_string(t->traceparent));
-    json_object_set_new(d, "callback_url", str_or_null(t->callback_url));
-    json_object_set_new(d, "result", api_json_text(t->result));
-    json_object_set_new(d, "error", api_json_text(t->error));
-    if (t->cancel_requested)
-        json_object_set_new(d, "cancel_requested", json_true());
-    json_object_set_new(d, "links", json_pack("{s:s, s:s, s:s}", "self", self, "result", result,
-                                              "events", events));
-    return d;
-}
-
-json_t *api_attempts_doc(const ackd_attempt_t *a, int n)
-{
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "attempt", json_integer(a[i].n));
-        api_time(o, "started_at", a[i].started_at);
-        api_time(o, "ended_at", a[i].ended_at);
-        json_object_set_new(o, "outcome", str_or_null(a[i].outcome));
-        json_object_set_new(o, "error", api_json_text(a[i].error));
-        json_array_append_new(arr, o);
+    char self[96];
+    int n = snprintf(self, sizeof self, "/v1/tasks/%s", t->id);
+    ackd_jw_str(w, "id", t->id);
+    ackd_jw_str(w, "queue", t->queue);
+    ackd_jw_str(w, "status", ackd_task_state_name(t->state));
+    ackd_jw_int(w, "attempts", t->attempts);
+    ackd_jw_int(w, "max_attempts", t->max_attempts);
+    ackd_jw_int(w, "priority", t->priority);
+    ackd_jw_time(w, "created_at", t->created_at);
+    ackd_jw_time(w, "updated_at", t->updated_at);
+    ackd_jw_time(w, "next_attempt_at",
+                 t->state == ACKD_TASK_QUEUED && t->due_at > now ? t->due_at : 0);
+    if (t->progress_pct >= 0 || t->progress_msg) {
+        ackd_jw_open(w, "progress", '{');
+        if (t->progress_pct >= 0)
+            ackd_jw_int(w, "percent", t->progress_pct);
+        else
+            ackd_jw_null(w, "percent");
+        ackd_jw_str(w, "message", t->progress_msg);
+        ackd_jw_close(w);
+    } else {
+        ackd_jw_null(w, "progress");
     }
-    return arr;
+    ackd_jw_str(w, "correlation_id", t->correlation_id);
+    if (t->traceparent)
+        ackd_jw_str(w, "traceparent", t->traceparent);
+    ackd_jw_str(w, "callback_url", t->callback_url);
+    ackd_jw_raw(w, "result", t->result);
+    ackd_jw_raw(w, "error", t->error);
+    if (t->cancel_requested)
+        ackd_jw_bool(w, "cancel_requested", true);
+    ackd_jw_open(w, "links", '{');
+    ackd_jw_str(w, "self", self);
+    snprintf(self + n, sizeof self - (size_t)n, "/result");
+    ackd_jw_str(w, "result", self);
+    snprintf(self + n, sizeof self - (size_t)n, "/events");
+    ackd_jw_str(w, "events", self);
+    ackd_jw_close(w);
+}
+
+void api_write_attempts(ackd_jw_t *w, const char *key, const ackd_attempt_t *a, int n)
+{
+    ackd_jw_open(w, key, '[');
+    for (int i = 0; i < n; i++) {
+        ackd_jw_open(w, NULL, '{');
+        ackd_jw_int(w, "attempt", a[i].n);
+        ackd_jw_time(w, "started_at", a[i].started_at);
+        ackd_jw_time(w, "ended_at", a[i].ended_at);
+        ackd_jw_str(w, "outcome", a[i].outcome);
+        ackd_jw_raw(w, "error", a[i].error);
+        ackd_jw_close(w);
+    }
+    ackd_jw_close(w);
+}
+
+ackd_http_response_t *api_task_response(int status, const ackd_task_t *t)
+{
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_buf_init(&b, 0);
+    ackd_jw_init(&w, &b);
+    ackd_jw_open(&w, NULL, '{');
+    api_write_task(&w, t, ackd_now_ms());
+    ackd_jw_close(&w);
+    return api_buf_response(status, &b);
 }
 
 /* --- responses --- */
+
+ackd_http_response_t *api_buf_response(int status, ackd_buf_t *body)
+{
+    ackd_http_response_t *r = ackd_http_response_new(status, "application/json");
+    ackd_http_response_body_take(r, body);
+    return r;
+}
 
 ackd_http_response_t *api_json_response(int status, json_t *body)
 {
@@ -303,6 +327,26 @@ ackd_http_response_t *api_op_problem(const ackd_tq_op_t *op)
 static void release_op(void *arg)
 {
     ackd_tq_op_free(arg);
+}
+
+/* Loop thread: the finished operation becomes its answer. */
+static ackd_http_response_t *build_answer(void *arg)
+{
+    ackd_tq_op_t *op = arg;
+    return ((api_answer_fn)op->fn)(op);
+}
+
+/* Store thread: the operation is done; its answer is built on the loop. */
+static void post_answer(ackd_tq_op_t *op)
+{
+    ackd_http_defer_respond_later(op->data, build_answer, release_op, op);
+}
+
+ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, api_answer_fn answer)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, post_answer, NULL);
+    op->fn = (void (*)(void))answer;
+    return op;
 }
 
 void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r)

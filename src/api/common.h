@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "api/api.h"
+#include "base/jw.h"
 #include "http/http.h"
 #include "queue/tq.h"
 
@@ -31,9 +32,18 @@ int api_duration(const json_t *v, int64_t *ms);
 /* The {id} of the route when it is a task id; otherwise answers 404 (the
  * same as for a task that does not exist) and returns NULL. */
 const char *api_task_id(ackd_http_req_t *req);
-/* A new operation of `kind` on the request's task, seen with the caller's
- * tenant filter; NULL when the id is not one (404 answered). */
-ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);
+/* An operation's answer, built on the HTTP loop thread once the operation
+ * is done (the store's threads only post it, so JSON work stays off the
+ * committer); op is freed after the answer is written. */
+typedef ackd_http_response_t *(*api_answer_fn)(ackd_tq_op_t *op);
+/* A new operation of `kind` whose answer comes from `answer`; start it with
+ * api_start. */
+ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, api_answer_fn answer);
+/* Points op at the request's task, with the caller's tenant filter; when the
+ * id is not one, answers 404, frees op and returns NULL. */
+ackd_tq_op_t *api_for_task(ackd_http_req_t *req, ackd_tq_op_t *op);
+/* api_op_new + api_for_task. */
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, api_answer_fn answer);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
 /* ?wait=N or Prefer: wait=N, capped by max_wait; 0 when neither. Sets
@@ -41,21 +51,28 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
 int64_t api_wait_ms(ackd_http_req_t *req, int64_t max_wait_ms, int *from_prefer);
 
 /* Documents. */
-json_t *api_task_doc(const ackd_task_t *t, int64_t now);
-json_t *api_attempts_doc(const ackd_attempt_t *a, int n);
+/* The members of a task's status document (SPEC §3), inside an object the
+ * caller opened. */
+void api_write_task(ackd_jw_t *w, const ackd_task_t *t, int64_t now);
+/* An array of attempts, as `key`. */
+void api_write_attempts(ackd_jw_t *w, const char *key, const ackd_attempt_t *a, int n);
+/* 200/202 with the task's status document. */
+ackd_http_response_t *api_task_response(int status, const ackd_task_t *t);
 /* Parses stored JSON text; NULL text is JSON null. */
 json_t *api_json_text(const char *text);
 void api_time(json_t *obj, const char *key, int64_t ms);
 
 /* Responses built on store threads. */
 ackd_http_response_t *api_json_response(int status, json_t *body /* stolen */);
+/* A JSON answer from a buffer the writer filled; the buffer is left empty. */
+ackd_http_response_t *api_buf_response(int status, ackd_buf_t *body);
 ackd_http_response_t *api_problem_response(int status, const char *type, const char *title,
                                            json_t *extra /* stolen, may be NULL */,
                                            const char *detail);
 /* Maps an operation's failed status to a problem response. */
 ackd_http_response_t *api_op_problem(const ackd_tq_op_t *op);
-/* Answers the op's deferred request (op->data) with r and frees op on the
- * loop once the answer is out (see ackd_http_defer_respond_free). */
+/* Answers the op's deferred request (op->data) with r, from any thread, and
+ * frees op on the loop once the answer is out (for ops that stream). */
 void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r);
 /* Defers req and runs op; a client leaving abandons a waiting op. */
 void api_start(ackd_http_req_t *req, ackd_tq_op_t *op);

@@ -27,11 +27,10 @@ static json_t *try_doc(const ackd_delivery_try_t *t)
     return d;
 }
 
-static void on_listed(ackd_tq_op_t *op)
+static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     json_t *arr = json_array();
     for (int i = 0; i < op->ndeliveries; i++) {
@@ -52,8 +51,8 @@ static void on_listed(ackd_tq_op_t *op)
         json_object_set_new(d, "attempts", tries);
         json_array_append_new(arr, d);
     }
-    api_finish(op, api_json_response(200, json_pack("{s:s, s:o}", "task_id", op->id,
-                                                    "deliveries", arr)));
+    return api_json_response(200, json_pack("{s:s, s:o}", "task_id", op->id,
+                                                    "deliveries", arr));
 }
 
 static void on_deliveries(ackd_http_req_t *req, void *data)
@@ -63,11 +62,10 @@ static void on_deliveries(ackd_http_req_t *req, void *data)
         api_start(req, op);
 }
 
-static void on_redelivered(ackd_tq_op_t *op)
+static ackd_http_response_t *on_redelivered(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     char url[128];
     snprintf(url, sizeof url, "/v1/tasks/%s/deliveries", op->id);
@@ -75,7 +73,7 @@ static void on_redelivered(ackd_tq_op_t *op)
         202, json_pack("{s:s, s:s, s:s}", "task_id", op->id, "status", "scheduled",
                        "deliveries_url", url));
     ackd_http_response_header(r, "Location", url);
-    api_finish(op, r);
+    return r;
 }
 
 static void on_redeliver(ackd_http_req_t *req, void *data)

@@ -3,11 +3,10 @@
 #include "api/common.h"
 #include "base/clock.h"
 
-static void on_stats(ackd_tq_op_t *op)
+static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     const ackd_config_t *cfg = ackd_tq_config(op->tq);
     int64_t now = ackd_now_ms();
@@ -25,13 +24,13 @@ static void on_stats(ackd_tq_op_t *op)
                                                 : json_null());
         json_array_append_new(arr, d);
     }
-    api_finish(op, api_json_response(200, json_pack("{s:o}", "queues", arr)));
+    return api_json_response(200, json_pack("{s:o}", "queues", arr));
 }
 
 static void on_queues(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    api_start(req, ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats, NULL));
+    api_start(req, api_op_new(api, ACKD_TQ_STATS, on_stats));
 }
 
 const ackd_route_t ackd_api_queues_routes[] = {

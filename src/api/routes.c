@@ -286,18 +286,16 @@ static ackd_http_response_t *accepted(const ackd_task_t *t)
     return r;
 }
 
-static void on_route_done(ackd_tq_op_t *op)
+static ackd_http_response_t *on_route_done(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT && op->conflict_id[0]) {
-        api_finish(op, api_problem_response(422, "idempotency-mismatch",
+        return api_problem_response(422, "idempotency-mismatch",
                                             "Idempotency key reused with a different request",
                                             json_pack("{s:s}", "task_id", op->conflict_id),
-                                            op->detail));
-        return;
+                                            op->detail);
     }
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     const ackd_task_t *t = &op->task;
     int replayed = op->nitems == 1 && op->items[0].replayed;
@@ -331,7 +329,7 @@ static void on_route_done(ackd_tq_op_t *op)
     ACKD_LOG(ACKD_LOG_INFO, "route answered", LOG_STR("task_id", t->id),
              LOG_STR("queue", t->queue), LOG_STR("status", ackd_task_state_name(t->state)),
              LOG_STR("correlation_id", t->correlation_id), LOG_INT("replayed", replayed));
-    api_finish(op, r);
+    return r;
 }
 
 static int is_http_url(const char *s)
@@ -359,7 +357,7 @@ static void on_route(ackd_http_req_t *req, void *data)
     }
     prefer_t prefer;
     parse_prefer(req, &prefer);
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_route_done, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_route_done);
     int64_t now = ackd_now_ms();
     int64_t wait = plan_wait(route, &prefer, &op->flags);
     op->applied_wait_ms = prefer.wait_ms;

@@ -135,19 +135,17 @@ static void log_accepted(const ackd_tq_item_t *it)
              LOG_INT("replayed", it->replayed));
 }
 
-static void on_enqueued(ackd_tq_op_t *op)
+static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT) {
         /* a key repeated with two bodies in one batch has no task yet */
         json_t *extra = op->conflict_id[0] ? json_pack("{s:s}", "task_id", op->conflict_id) : NULL;
-        api_finish(op, api_problem_response(422, "idempotency-mismatch",
+        return api_problem_response(422, "idempotency-mismatch",
                                             "Idempotency key reused with a different request",
-                                            extra, op->detail));
-        return;
+                                            extra, op->detail);
     }
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     ackd_http_response_t *r;
     if (op->nitems == 1 && !op->retry /* single submission */) {
@@ -176,7 +174,7 @@ static void on_enqueued(ackd_tq_op_t *op)
         }
         r = api_json_response(202, json_pack("{s:o}", "tasks", arr));
     }
-    api_finish(op, r);
+    return r;
 }
 
 static const ackd_queue_conf_t *find_queue(ackd_http_req_t *req, ackd_api_t *api)
@@ -201,7 +199,7 @@ static void on_submit(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued);
     op->items = ackd_calloc(1, sizeof *op->items);
     op->nitems = 1;
     int64_t now = ackd_now_ms();
@@ -242,7 +240,7 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         api_bad_field(req, "tasks", "an array of 1..1000 task objects");
         return;
     }
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued);
     op->retry = true; /* marks a batch: the answer lists every task */
     size_t n = json_array_size(arr);
     op->items = ackd_calloc(n, sizeof *op->items);
@@ -277,35 +275,44 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
 
 /* --- reading --- */
 
-static void on_got(ackd_tq_op_t *op)
+static ackd_http_response_t *on_got(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
-    json_t *doc = api_task_doc(&op->task, ackd_now_ms());
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_buf_init(&b, 0);
+    ackd_jw_init(&w, &b);
+    ackd_jw_open(&w, NULL, '{');
+    api_write_task(&w, &op->task, ackd_now_ms());
     if (op->with_attempts) {
-        json_object_set_new(doc, "history", api_attempts_doc(op->attempts, op->nattempts));
-        json_t *events = json_array();
-        json_t *queued = json_pack("{s:i, s:s}", "id", 1, "type", "task.queued");
-        api_time(queued, "at", op->task.created_at);
-        json_array_append_new(events, queued);
+        api_write_attempts(&w, "history", op->attempts, op->nattempts);
+        ackd_jw_open(&w, "events", '[');
+        ackd_jw_open(&w, NULL, '{');
+        ackd_jw_int(&w, "id", 1);
+        ackd_jw_str(&w, "type", "task.queued");
+        ackd_jw_time(&w, "at", op->task.created_at);
+        ackd_jw_close(&w);
         for (int i = 0; i < op->nevents; i++) {
             const ackd_event_t *e = &op->events[i];
-            json_t *ev = json_pack("{s:i, s:s}", "id", e->seq, "type", e->type);
-            api_time(ev, "at", e->at);
-            json_object_set_new(ev, "data", api_json_text(e->data));
-            json_array_append_new(events, ev);
+            ackd_jw_open(&w, NULL, '{');
+            ackd_jw_int(&w, "id", e->seq);
+            ackd_jw_str(&w, "type", e->type);
+            ackd_jw_time(&w, "at", e->at);
+            ackd_jw_raw(&w, "data", e->data);
+            ackd_jw_close(&w);
         }
-        json_object_set_new(doc, "events", events);
+        ackd_jw_close(&w);
     }
-    ackd_http_response_t *r = api_json_response(200, doc);
+    ackd_jw_close(&w);
+    ackd_http_response_t *r = api_buf_response(200, &b);
     if (op->retry_after_ms) { /* the wait came from Prefer */
         char pa[48];
         snprintf(pa, sizeof pa, "wait=%lld", (long long)(op->retry_after_ms / 1000));
         ackd_http_response_header(r, "Preference-Applied", pa);
     }
-    api_finish(op, r);
+    return r;
 }
 
 static void on_get(ackd_http_req_t *req, void *data)
@@ -325,16 +332,14 @@ static void on_get(ackd_http_req_t *req, void *data)
     api_start(req, op);
 }
 
-static void on_result_ready(ackd_tq_op_t *op)
+static ackd_http_response_t *on_result_ready(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     const ackd_task_t *t = &op->task;
     if (t->state == ACKD_TASK_FAILED && t->result && api_result_is_answer(t->result)) {
-        api_finish(op, api_replay_result(t->result, t->id)); /* the final 4xx as given */
-        return;
+        return api_replay_result(t->result, t->id); /* the final 4xx as given */
     }
     if (t->state != ACKD_TASK_COMPLETED) {
         int failed = ACKD_TASK_TERMINAL(t->state);
@@ -349,17 +354,15 @@ static void on_result_ready(ackd_tq_op_t *op)
             detail);
         if (!failed)
             ackd_http_response_header(r, "Retry-After", "1");
-        api_finish(op, r);
-        return;
+        return r;
     }
     if (api_result_is_answer(t->result)) {
-        api_finish(op, api_replay_result(t->result, t->id)); /* the original response */
-        return;
+        return api_replay_result(t->result, t->id); /* the original response */
     }
     json_t *res = api_json_text(t->result);
     ackd_http_response_t *r = api_json_response(200, res);
     ackd_http_response_header(r, "Task-Id", t->id);
-    api_finish(op, r);
+    return r;
 }
 
 static void on_result(ackd_http_req_t *req, void *data)
@@ -369,27 +372,35 @@ static void on_result(ackd_http_req_t *req, void *data)
         api_start(req, op);
 }
 
-static void on_listed(ackd_tq_op_t *op)
+static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     int64_t now = ackd_now_ms();
-    json_t *arr = json_array();
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_buf_init(&b, 0);
+    ackd_jw_init(&w, &b);
+    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_open(&w, "tasks", '[');
     int shown = op->ntasks > op->filter.limit ? op->filter.limit : op->ntasks;
-    for (int i = 0; i < shown; i++)
-        json_array_append_new(arr, api_task_doc(&op->tasks[i], now));
-    json_t *next = shown == op->filter.limit && shown > 0 ? json_string(op->tasks[shown - 1].id)
-                                                          : json_null();
-    api_finish(op, api_json_response(200, json_pack("{s:o, s:o}", "tasks", arr, "next_cursor",
-                                                    next)));
+    for (int i = 0; i < shown; i++) {
+        ackd_jw_open(&w, NULL, '{');
+        api_write_task(&w, &op->tasks[i], now);
+        ackd_jw_close(&w);
+    }
+    ackd_jw_close(&w);
+    ackd_jw_str(&w, "next_cursor",
+                shown == op->filter.limit && shown > 0 ? op->tasks[shown - 1].id : NULL);
+    ackd_jw_close(&w);
+    return api_buf_response(200, &b);
 }
 
 static void on_list(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_LIST, on_listed, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_LIST, on_listed);
     ackd_task_filter_t *f = &op->filter;
     f->tenant = api_tenant_filter(req);
     f->limit = 50;
@@ -429,17 +440,15 @@ static void on_list(ackd_http_req_t *req, void *data)
 
 /* --- changing --- */
 
-static void on_changed(ackd_tq_op_t *op)
+static ackd_http_response_t *on_changed(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     ACKD_LOG(ACKD_LOG_INFO, op->kind == ACKD_TQ_CANCEL ? "task cancel" : "task redriven",
              LOG_STR("task_id", op->task.id), LOG_STR("status", ackd_task_state_name(op->task.state)),
              LOG_STR("correlation_id", op->task.correlation_id));
-    api_finish(op, api_json_response(op->kind == ACKD_TQ_RETRY ? 202 : 200,
-                                     api_task_doc(&op->task, ackd_now_ms())));
+    return api_task_response(op->kind == ACKD_TQ_RETRY ? 202 : 200, &op->task);
 }
 
 static void on_cancel(ackd_http_req_t *req, void *data)

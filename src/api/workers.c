@@ -12,44 +12,46 @@
 
 #define MAX_CLAIM 100
 
-static json_t *claim_doc(const ackd_task_t *t)
+static void write_claimed(ackd_jw_t *w, const ackd_task_t *t)
 {
-    json_t *d = json_object();
-    json_object_set_new(d, "id", json_string(t->id));
-    json_object_set_new(d, "queue", json_string(t->queue));
-    json_object_set_new(d, "attempt", json_integer(t->attempts));
-    json_object_set_new(d, "lease_id", json_string(t->lease_id));
-    api_time(d, "lease_expires_at", t->lease_expires_at);
-    json_object_set_new(d, "correlation_id", t->correlation_id ? json_string(t->correlation_id)
-                                                               : json_null());
+    ackd_jw_open(w, NULL, '{');
+    ackd_jw_str(w, "id", t->id);
+    ackd_jw_str(w, "queue", t->queue);
+    ackd_jw_int(w, "attempt", t->attempts);
+    ackd_jw_str(w, "lease_id", t->lease_id);
+    ackd_jw_time(w, "lease_expires_at", t->lease_expires_at);
+    ackd_jw_str(w, "correlation_id", t->correlation_id);
     if (t->traceparent)
-        json_object_set_new(d, "traceparent", json_string(t->traceparent));
+        ackd_jw_str(w, "traceparent", t->traceparent);
     if (t->request)
-        json_object_set_new(d, "request", api_json_text(t->request));
+        ackd_jw_raw(w, "request", t->request);
     else
-        json_object_set_new(d, "payload", api_json_text(t->payload));
-    return d;
+        ackd_jw_raw(w, "payload", t->payload);
+    ackd_jw_close(w);
 }
 
-static void on_claimed(ackd_tq_op_t *op)
+static ackd_http_response_t *on_claimed(ackd_tq_op_t *op)
 {
-    if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
-    }
-    if (op->ntasks == 0) {
-        api_finish(op, ackd_http_response_new(204, NULL));
-        return;
-    }
-    json_t *arr = json_array();
+    if (op->status)
+        return api_op_problem(op);
+    if (op->ntasks == 0)
+        return ackd_http_response_new(204, NULL);
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_buf_init(&b, 0);
+    ackd_jw_init(&w, &b);
+    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_open(&w, "tasks", '[');
     for (int i = 0; i < op->ntasks; i++) {
         const ackd_task_t *t = &op->tasks[i];
         ACKD_LOG(ACKD_LOG_DEBUG, "task claimed", LOG_STR("task_id", t->id),
                  LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
                  LOG_STR("correlation_id", t->correlation_id));
-        json_array_append_new(arr, claim_doc(t));
+        write_claimed(&w, t);
     }
-    api_finish(op, api_json_response(200, json_pack("{s:o}", "tasks", arr)));
+    ackd_jw_close(&w);
+    ackd_jw_close(&w);
+    return api_buf_response(200, &b);
 }
 
 static int queue_allowed(const ackd_auth_t *a, const char *queue)
@@ -80,7 +82,7 @@ static void on_claim(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 1);
     if (!body)
         return;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_CLAIM, on_claimed, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_CLAIM, on_claimed);
     op->queue = ackd_strdup(name);
     op->max = 1;
     json_t *v;
@@ -117,11 +119,10 @@ static void on_claim(ackd_http_req_t *req, void *data)
 
 /* heartbeat, complete and fail share the lease check and the answer */
 
-static void on_lease_call_done(ackd_tq_op_t *op)
+static ackd_http_response_t *on_lease_call_done(ackd_tq_op_t *op)
 {
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
     const ackd_task_t *t = &op->task;
     if (op->kind == ACKD_TQ_HEARTBEAT) {
@@ -129,14 +130,13 @@ static void on_lease_call_done(ackd_tq_op_t *op)
         json_object_set_new(d, "id", json_string(t->id));
         api_time(d, "lease_expires_at", t->lease_expires_at);
         json_object_set_new(d, "cancel_requested", json_boolean(t->cancel_requested));
-        api_finish(op, api_json_response(200, d));
-        return;
+        return api_json_response(200, d);
     }
     ACKD_LOG(ACKD_LOG_INFO, "task attempt ended", LOG_STR("task_id", t->id),
              LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
              LOG_STR("status", ackd_task_state_name(t->state)),
              LOG_STR("correlation_id", t->correlation_id));
-    api_finish(op, api_json_response(200, api_task_doc(t, ackd_now_ms())));
+    return api_task_response(200, t);
 }
 
 static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body)
@@ -153,7 +153,7 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;
     }
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, on_lease_call_done, NULL);
+    ackd_tq_op_t *op = api_op_new(api, kind, on_lease_call_done);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->lease_id, sizeof op->lease_id, "%s", json_string_value(lease));
     const ackd_auth_t *a = api_auth(req);
@@ -290,18 +290,16 @@ static void on_fail(ackd_http_req_t *req, void *data)
 /* POST /v1/tasks/{id}/progress: a push upstream reports progress on the
  * call it is serving, authorised by the Task-Progress-Token ackd sent with
  * that call (no API key: the token is valid for that attempt only). */
-static void on_progress_recorded(ackd_tq_op_t *op)
+static ackd_http_response_t *on_progress_recorded(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT) {
-        api_finish(op, api_problem_response(403, "invalid-progress-token", "Forbidden", NULL,
-                                            op->detail));
-        return;
+        return api_problem_response(403, "invalid-progress-token", "Forbidden", NULL,
+                                            op->detail);
     }
     if (op->status) {
-        api_finish(op, api_op_problem(op));
-        return;
+        return api_op_problem(op);
     }
-    api_finish(op, api_json_response(200, api_task_doc(&op->task, ackd_now_ms())));
+    return api_task_response(200, &op->task);
 }
 
 static void on_progress(ackd_http_req_t *req, void *data)
@@ -319,7 +317,7 @@ static void on_progress(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_PROGRESS, on_progress_recorded, NULL);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_PROGRESS, on_progress_recorded);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->token, sizeof op->token, "%s", token);
     const char *expected = NULL;

@@ -107,30 +107,34 @@ int ackd_buf_printf(ackd_buf_t *b, const char *fmt, ...)
 int ackd_buf_append_json_str(ackd_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t run = 0; /* start of the bytes not yet appended */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[6];
-        int rc;
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+            continue;
+        if (i > run && ackd_buf_append(b, s + run, i - run))
+            return ACKD_E2BIG;
+        run = i + 1;
+        char esc[6] = {'\\', 0};
+        size_t len = 2;
         switch (c) {
-        case '"': rc = ackd_buf_append(b, "\\\"", 2); break;
-        case '\\': rc = ackd_buf_append(b, "\\\\", 2); break;
-        case '\n': rc = ackd_buf_append(b, "\\n", 2); break;
-        case '\r': rc = ackd_buf_append(b, "\\r", 2); break;
-        case '\t': rc = ackd_buf_append(b, "\\t", 2); break;
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
         default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                rc = ackd_buf_append(b, esc, 6);
-            } else {
-                rc = ackd_buf_appendc(b, (char)c);
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
         }
-        if (rc)
-            return rc;
+        if (ackd_buf_append(b, esc, len))
+            return ACKD_E2BIG;
     }
-    return 0;
+    return n > run ? ackd_buf_append(b, s + run, n - run) : 0;
 }
 
 char *ackd_buf_detach(ackd_buf_t *b, size_t *len)

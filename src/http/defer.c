@@ -37,6 +37,7 @@ struct defer_op {
     ackd_http_response_t *resp;  /* RESPOND, STREAM_START */
     char *data;                  /* STREAM_WRITE */
     size_t len;
+    ackd_http_build_cb build;    /* RESPOND built on the loop (resp NULL until then) */
     void (*release)(void *);     /* runs after the final operation, on the loop */
     void *release_arg;
 };
@@ -75,6 +76,13 @@ void ackd_http_response_body(ackd_http_response_t *r, const void *body, size_t l
 {
     ackd_buf_reset(&r->body);
     ackd_buf_append(&r->body, body, len);
+}
+
+void ackd_http_response_body_take(ackd_http_response_t *r, ackd_buf_t *b)
+{
+    ackd_buf_free(&r->body);
+    r->body = *b;
+    ackd_buf_init(b, b->max);
 }
 
 static void response_free(ackd_http_response_t *r)
@@ -185,6 +193,18 @@ void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
     post_op(d, op);
 }
 
+void ackd_http_defer_respond_later(ackd_http_defer_t *d, ackd_http_build_cb build,
+                                   void (*release)(void *arg), void *arg)
+{
+    defer_op_t *op = ACKD_NEW(defer_op_t);
+    op->d = d;
+    op->kind = OP_RESPOND;
+    op->build = build;
+    op->release = release;
+    op->release_arg = arg;
+    post_op(d, op);
+}
+
 void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r)
 {
     post(d, OP_STREAM_START, r, NULL, 0);
@@ -279,6 +299,12 @@ static void apply(defer_op_t *op)
         ackd_http_conn_t *c = req->conn;
         switch (op->kind) {
         case OP_RESPOND:
+            if (op->build && !(op->resp = op->build(op->release_arg))) {
+                finish(d);
+                ackd_http_respond_problem(req, 500, "internal-error", NULL, NULL,
+                                          "the answer could not be built");
+                break;
+            }
             finish(d);
             req->extra_headers = op->resp->headers;
             ackd_http_respond(req, op->resp->status, op->resp->content_type, op->resp->body.data,

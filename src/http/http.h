@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/buf.h"
+
 typedef struct ackd_http_server ackd_http_server_t;
 typedef struct ackd_http_req ackd_http_req_t;
 typedef struct ackd_http_defer ackd_http_defer_t;
@@ -136,6 +138,8 @@ int ackd_http_defer_canceled(const ackd_http_defer_t *d);
 ackd_http_response_t *ackd_http_response_new(int status, const char *content_type);
 int ackd_http_response_header(ackd_http_response_t *r, const char *name, const char *value);
 void ackd_http_response_body(ackd_http_response_t *r, const void *body, size_t len);
+/* Takes the buffer's storage as the body (no copy); b is left empty. */
+void ackd_http_response_body_take(ackd_http_response_t *r, ackd_buf_t *b);
 /* Takes ownership of r; finishes d. */
 void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r);
 /* Same, then runs release(arg) on the loop thread once the answer has been
@@ -143,6 +147,13 @@ void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r);
  * that on_cancel reads may be freed by release. */
 void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
                                   void (*release)(void *arg), void *arg);
+/* Same, but the response is built on the loop thread, when the answer is
+ * applied: build(arg) (skipped when the client is gone), then release(arg).
+ * Lets a completer hand over its state instead of formatting on its own
+ * thread. A NULL response from build becomes a 500 problem. */
+typedef ackd_http_response_t *(*ackd_http_build_cb)(void *arg);
+void ackd_http_defer_respond_later(ackd_http_defer_t *d, ackd_http_build_cb build,
+                                   void (*release)(void *arg), void *arg);
 /* Starts a streamed (chunked) answer with r's status and headers; takes r. */
 void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r);
 /* Sends one chunk (copied); ignored once the client is gone. */

@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/jw.h"
 #include "base/log.h"
 #include "queue/retry.h"
 #include "queue/fingerprint.h"
@@ -220,42 +221,39 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
 
 /* --- events and webhooks --- */
 
-static json_t *time_json(int64_t ms)
-{
-    char buf[32];
-    if (ms <= 0)
-        return json_null();
-    ackd_time_format(ms, buf, sizeof buf);
-    return json_string(buf);
-}
+/* An event's data, written as {"task_id": ..., then the caller's members}
+ * (task_id first, as SPEC §6a shows); add_event closes and stores it. */
+typedef struct {
+    ackd_buf_t b;
+    ackd_jw_t w;
+} event_data_t;
 
-static json_t *stored_json(const char *text)
+static ackd_jw_t *event_data(event_data_t *e, const ackd_task_t *t, const char *status)
 {
-    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    return j ? j : json_null();
+    ackd_buf_init(&e->b, 0);
+    ackd_jw_init(&e->w, &e->b);
+    ackd_jw_open(&e->w, NULL, '{');
+    ackd_jw_str(&e->w, "task_id", t->id);
+    ackd_jw_str(&e->w, "status", status);
+    return &e->w;
 }
 
 /* Appends an event to the task's history; the caller writes the task after
- * (event_seq is part of the row). data is stolen. */
+ * (event_seq is part of the row). Frees data's buffer. */
 static int add_event(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
-                     ackd_task_t *t, const char *type, json_t *data)
+                     ackd_task_t *t, const char *type, event_data_t *data)
 {
     if (t->event_seq < 1)
         t->event_seq = 1;
     t->event_seq++;
-    json_t *full = json_pack("{s:s}", "task_id", t->id); /* task_id first, as SPEC §6a shows */
-    json_object_update(full, data);
-    json_decref(data);
-    data = full;
-    char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ackd_jw_close(&data->w);
     ackd_event_t e = {.seq = t->event_seq, .queue = t->queue, .type = (char *)type,
-                      .at = op->base.now, .data = text};
+                      .at = op->base.now, .data = data->b.data};
     int rc = b->event_insert(c, t->id, &e);
     char key[ACKD_ID_MAX];
     queue_key(t->queue, key);
     note_changed(op, key);
-    free(text);
-    json_decref(data);
+    ackd_buf_free(&data->b);
     return rc;
 }
 
@@ -273,23 +271,29 @@ static int add_delivery(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_st
 {
     ackd_store_op_t *s = &op->base;
     const char *type = terminal_event(t->state);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "type", type,
-                             "task_id", t->id, "queue", t->queue, "status",
-                             ackd_task_state_name(t->state), "attempts", t->attempts, "result",
-                             stored_json(t->result), "error", stored_json(t->error),
-                             "correlation_id",
-                             t->correlation_id ? json_string(t->correlation_id) : json_null(),
-                             "timestamp", time_json(s->now));
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(body);
-    ackd_delivery_t d = {.url = t->callback_url, .type = (char *)type, .body = text,
+    ackd_buf_t text;
+    ackd_jw_t w;
+    ackd_buf_init(&text, 0);
+    ackd_jw_init(&w, &text);
+    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_str(&w, "type", type);
+    ackd_jw_str(&w, "task_id", t->id);
+    ackd_jw_str(&w, "queue", t->queue);
+    ackd_jw_str(&w, "status", ackd_task_state_name(t->state));
+    ackd_jw_int(&w, "attempts", t->attempts);
+    ackd_jw_raw(&w, "result", t->result);
+    ackd_jw_raw(&w, "error", t->error);
+    ackd_jw_str(&w, "correlation_id", t->correlation_id);
+    ackd_jw_time(&w, "timestamp", s->now);
+    ackd_jw_close(&w);
+    ackd_delivery_t d = {.url = t->callback_url, .type = (char *)type, .body = text.data,
                          .tenant = t->tenant, .queue = t->queue, .traceparent = t->traceparent,
                          .state = ACKD_DELIVERY_PENDING,
                          .next_at = s->now, .created_at = s->now, .updated_at = s->now};
     ackd_id_new("msg_", d.id);
     memcpy(d.task_id, t->id, ACKD_ID_MAX);
     int rc = b->delivery_insert(c, &d);
-    free(text);
+    ackd_buf_free(&text);
     if (!s->woke_queue)
         s->woke_queue = ACKD_TQ_WEBHOOK_QUEUE;
     else if (strcmp(s->woke_queue, ACKD_TQ_WEBHOOK_QUEUE) != 0)
@@ -313,8 +317,9 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     ackd_id_new("lse_", t->lease_id);
     t->lease_expires_at = s->now + lease;
     t->updated_at = s->now;
-    rc = add_event(op, b, c, t, "task.processing",
-                   json_pack("{s:s, s:i}", "status", "processing", "attempt", t->attempts));
+    event_data_t ev;
+    ackd_jw_int(event_data(&ev, t, "processing"), "attempt", t->attempts);
+    rc = add_event(op, b, c, t, "task.processing", &ev);
     if (rc == 0)
         rc = b->task_update(c, t);
     if (rc == 0) {
@@ -363,11 +368,16 @@ static int progress_changed(ackd_tq_op_t *op, const ackd_store_backend_t *b, ack
 {
     ackd_task_t *t = &op->task;
     if (op->progress_pct >= 0 || op->progress_msg) {
-        json_t *progress = json_pack(
-            "{s:o, s:o}", "percent", t->progress_pct >= 0 ? json_integer(t->progress_pct) : json_null(),
-            "message", t->progress_msg ? json_string(t->progress_msg) : json_null());
-        int rc = add_event(op, b, c, t, "task.progress",
-                           json_pack("{s:s, s:o}", "status", "processing", "progress", progress));
+        event_data_t ev;
+        ackd_jw_t *w = event_data(&ev, t, "processing");
+        ackd_jw_open(w, "progress", '{');
+        if (t->progress_pct >= 0)
+            ackd_jw_int(w, "percent", t->progress_pct);
+        else
+            ackd_jw_null(w, "percent");
+        ackd_jw_str(w, "message", t->progress_msg);
+        ackd_jw_close(w);
+        int rc = add_event(op, b, c, t, "task.progress", &ev);
         if (rc)
             return rc;
         memcpy(op->base.changed_id, t->id, ACKD_ID_MAX);
@@ -417,22 +427,27 @@ static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_co
     memcpy(s->changed_id, t->id, ACKD_ID_MAX);
     int rc;
     if (ACKD_TASK_TERMINAL(state)) {
-        json_t *data = json_pack("{s:s, s:i}", "status", ackd_task_state_name(state), "attempts",
-                                 t->attempts);
+        event_data_t ev;
+        ackd_jw_t *w = event_data(&ev, t, ackd_task_state_name(state));
+        ackd_jw_int(w, "attempts", t->attempts);
         if (state == ACKD_TASK_COMPLETED)
-            json_object_set_new(data, "result", stored_json(t->result));
+            ackd_jw_raw(w, "result", t->result);
         else
-            json_object_set_new(data, "error", stored_json(t->error));
-        rc = add_event(op, b, c, t, terminal_event(state), data);
+            ackd_jw_raw(w, "error", t->error);
+        rc = add_event(op, b, c, t, terminal_event(state), &ev);
         if (rc == 0 && t->callback_url)
             rc = add_delivery(op, b, c, t);
     } else if (was == ACKD_TASK_PROCESSING) {
-        rc = add_event(op, b, c, t, "task.retrying",
-                       json_pack("{s:s, s:i, s:o, s:o}", "status", "queued", "attempt",
-                                 t->attempts, "error", stored_json(t->error), "next_attempt_at",
-                                 time_json(t->due_at)));
+        event_data_t ev;
+        ackd_jw_t *w = event_data(&ev, t, "queued");
+        ackd_jw_int(w, "attempt", t->attempts);
+        ackd_jw_raw(w, "error", t->error);
+        ackd_jw_time(w, "next_attempt_at", t->due_at);
+        rc = add_event(op, b, c, t, "task.retrying", &ev);
     } else {
-        rc = add_event(op, b, c, t, "task.queued", json_pack("{s:s}", "status", "queued"));
+        event_data_t ev;
+        event_data(&ev, t, "queued");
+        rc = add_event(op, b, c, t, "task.queued", &ev);
     }
     if (rc)
         return rc;
@@ -609,13 +624,12 @@ static int apply_events(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
     int first = op->after < 1;
     op->events = ackd_calloc((size_t)n + 1, sizeof *op->events);
     if (first) {
-        json_t *data = json_pack("{s:s, s:s, s:s}", "task_id", op->task.id, "status", "queued",
-                                 "queue", op->task.queue);
-        char *text = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        event_data_t ev;
+        ackd_jw_str(event_data(&ev, &op->task, "queued"), "queue", op->task.queue);
+        ackd_jw_close(&ev.w);
         op->events[0] = (ackd_event_t){.seq = 1, .type = ackd_strdup("task.queued"),
-                                       .at = op->task.created_at, .data = ackd_strdup(text)};
-        free(text);
-        json_decref(data);
+                                       .at = op->task.created_at,
+                                       .data = ackd_buf_detach(&ev.b, NULL)};
         op->nevents = 1;
     }
     for (int i = 0; i < n; i++)

@@ -68,6 +68,7 @@ struct ackd_tq_op {
     int kind;
     ackd_tq_cb cb;
     void *data;                /* the caller's */
+    void (*fn)(void);          /* the caller's too (the api: its answer builder) */
 
     /* outcome: 0, ACKD_ENOENT (no such task for this caller), ACKD_ECONFLICT
      * (stale lease, wrong state, idempotency mismatch), ACKD_EIO */

@@ -133,9 +133,10 @@ TEST(buf_json_escaping)
 {
     ackd_buf_t b;
     ackd_buf_init(&b, 0);
-    const char in[] = "a\"b\\c\nd\re\tf\x01g\x7fh\0i/\xc3\xa9";
+    const char in[] = "a\"b\\c\nd\re\tf\x01g\x7fh\0i/\xc3\xa9\b\f";
     CHECK_INT(ackd_buf_append_json_str(&b, in, sizeof in - 1), 0);
-    CHECK_STR(b.data, "a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u007fh\\u0000i/\xc3\xa9");
+    CHECK_STR(b.data,
+              "a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u007fh\\u0000i/\xc3\xa9\\b\\f");
     ackd_buf_free(&b);
 }
 
