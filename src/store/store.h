@@ -68,6 +68,8 @@ typedef struct {
     char *idem_key;
     bool cancel_requested;
     int event_seq;             /* number of the task's last event; 1 is task.queued */
+    int stored_state;          /* the backend's: the state of the stored row + 1, as this
+                                  struct last read or wrote it; 0 unknown (per-queue counts) */
 } ackd_task_t;
 
 typedef struct {
@@ -163,12 +165,13 @@ typedef struct {
     int (*commit)(ackd_store_conn_t *c);
     int (*rollback)(ackd_store_conn_t *c);
 
-    int (*task_insert)(ackd_store_conn_t *c, const ackd_task_t *t);
+    /* Sets t->stored_state, like task_get and task_update. */
+    int (*task_insert)(ackd_store_conn_t *c, ackd_task_t *t);
     /* Reads a task; in a write transaction, locks it for update. */
     int (*task_get)(ackd_store_conn_t *c, const char *id, ackd_task_t *out);
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
      * result, error, progress, cancel_requested, lease_ms, event_seq). */
-    int (*task_update)(ackd_store_conn_t *c, const ackd_task_t *t);
+    int (*task_update)(ackd_store_conn_t *c, ackd_task_t *t);
     /* Ids of queued tasks of `queue` due at `now`, by priority then due time
      * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */
     int (*task_claimable)(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,

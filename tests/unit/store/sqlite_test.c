@@ -47,20 +47,27 @@ static void fx_close(fx_t *f)
     rmdir(f->dir);
 }
 
-/* PRAGMA user_version of the file, read with a connection of our own. */
-static int user_version(const char *path)
+/* The first column of the first row of `sql`, read with a connection of
+ * our own; -1 on error. */
+static int count_sql(const char *path, const char *sql)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
     int v = -1;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
         if (sqlite3_step(s) == SQLITE_ROW)
             v = sqlite3_column_int(s, 0);
         sqlite3_finalize(s);
     }
     sqlite3_close(db);
     return v;
+}
+
+/* PRAGMA user_version of the file. */
+static int user_version(const char *path)
+{
+    return count_sql(path, "PRAGMA user_version");
 }
 
 static int exec_sql(const char *path, const char *sql)
@@ -100,7 +107,7 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-#define CURRENT_SCHEMA 2
+#define CURRENT_SCHEMA 3
 
 static void open_creates_schema_body(fx_t *f)
 {
@@ -194,6 +201,10 @@ static void migrates_v1_body(fx_t *f)
     CHECK_INT(t.state, ACKD_TASK_COMPLETED);
     CHECK_INT(t.event_seq, 1); /* old tasks start at their implied task.queued */
     ackd_task_clear(&t);
+    ackd_queue_stats_t st; /* v3 counted what was there */
+    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 0);
     /* the new tables work */
     ackd_event_t e = {.seq = 2, .queue = "q", .type = "task.processing", .at = 7, .data = "{}"};
     CHECK_INT(B->event_insert(f->c, "tsk_old", &e), 0);
@@ -651,6 +662,61 @@ static void purge_body(fx_t *f)
     CHECK(exists(f, "tsk_other_queue"));
     CHECK_INT(attempts_of(f, "tsk_new_done"), 1);
     CHECK_INT(attempts_of(f, "tsk_old_queued"), 1);
+    /* the counts followed the deletes */
+    ackd_queue_stats_t st;
+    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 2);
+    CHECK_INT(st.counts[ACKD_TASK_FAILED], 0);
+    CHECK_INT(st.counts[ACKD_TASK_CANCELED], 0);
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 1);
+    CHECK_INT(B->queue_stats(f->c, "r", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
+}
+
+/* The counts of GET /v1/queues are kept by the store on every change of
+ * state, so they equal a full count of the table after any mix of changes. */
+static void counts_follow_body(fx_t *f)
+{
+    for (int i = 0; i < 30; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "tsk_c%02d", i);
+        CHECK_INT(insert_finished(f, id, i % 3 ? "q" : "r", ACKD_TASK_QUEUED, 0), 0);
+    }
+    for (int i = 0; i < 30; i += 2) { /* half move on: processing, then an end */
+        char id[32];
+        snprintf(id, sizeof id, "tsk_c%02d", i);
+        ackd_task_t t = {0};
+        CHECK_INT(B->task_get(f->c, id, &t), 0);
+        t.state = ACKD_TASK_PROCESSING;
+        CHECK_INT(B->task_update(f->c, &t), 0);
+        if (i % 4 == 0) {
+            t.state = i % 8 ? ACKD_TASK_FAILED : ACKD_TASK_COMPLETED;
+            t.finished_at = 10;
+        }
+        t.attempts = 2; /* an update that keeps the state changes no count */
+        CHECK_INT(B->task_update(f->c, &t), 0);
+        ackd_task_clear(&t);
+    }
+    const char *queues[] = {"q", "r"};
+    for (int k = 0; k < 2; k++) {
+        ackd_queue_stats_t st;
+        CHECK_INT(B->queue_stats(f->c, queues[k], &st), 0);
+        for (int state = 0; state <= ACKD_TASK_CANCELED; state++) {
+            char q[160];
+            snprintf(q, sizeof q, "SELECT COUNT(*) FROM tasks WHERE queue = '%s' AND state = %d",
+                     queues[k], state);
+            CHECK_INT(st.counts[state], count_sql(f->path, q));
+        }
+    }
+}
+
+TEST(sqlite_queue_counts_follow_every_change)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    counts_follow_body(&f);
+    fx_close(&f);
 }
 
 TEST(sqlite_purge_only_old_terminal)
