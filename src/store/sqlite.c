@@ -17,6 +17,9 @@
  *      COMMIT: a handful of row updates per batch, not one per task (SQLite
  *      triggers cost 15 % of claim+complete throughput). tasks_ready carries
  *      created_at, so the oldest queued task is found in the index alone.
+ *      events_queue is gone: a queue stream reads the events after its
+ *      cursor by rowid (recent, few) and keeps its queue's; one b-tree less
+ *      to write on every change of state.
  * A new version appends a migration to `migrations`; opening an older file
  * runs the missing ones in one transaction, a newer file is refused. */
 #include <sqlite3.h>
@@ -79,7 +82,8 @@ static const char *const migrations[] = {
     "INSERT INTO queue_counts (queue, state, n) SELECT queue, state, COUNT(*) FROM tasks"
     " GROUP BY queue, state;"
     "DROP INDEX IF EXISTS tasks_ready;"
-    "CREATE INDEX tasks_ready ON tasks(queue, priority DESC, due_at, created_at) WHERE state = 0;",
+    "CREATE INDEX tasks_ready ON tasks(queue, priority DESC, due_at, created_at) WHERE state = 0;"
+    "DROP INDEX IF EXISTS events_queue;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

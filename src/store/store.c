@@ -603,9 +603,18 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
             finished = op;
         }
     }
+    ackd_store_op_t *served = NULL; /* claims that waited: answered first */
     if (rc == 0 && (woke_all || nwoke)) {
-        serve_parked(s, now, woke_all, woke, nwoke, &finished, &reparks);
+        serve_parked(s, now, woke_all, woke, nwoke, &served, &reparks);
         serve_batch_reparks(s, now, woke_all, woke, nwoke, &finished, &reparks);
+    }
+    /* both lists are newest first and are reversed below: served goes at
+     * the tail of finished, so its answers leave first */
+    if (served) {
+        ackd_store_op_t **tail = &finished;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = served;
     }
     for (ackd_store_op_t *op = finished; op; op = op->next) {
         note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
