@@ -128,21 +128,15 @@ const char *api_task_id(ackd_http_req_t *req)
     return NULL;
 }
 
-ackd_tq_op_t *api_for_task(ackd_http_req_t *req, ackd_tq_op_t *op)
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb)
 {
     const char *id = api_task_id(req);
-    if (!id) {
-        ackd_tq_op_free(op);
+    if (!id)
         return NULL;
-    }
+    ackd_tq_op_t *op = api_op_new(api, kind, cb);
     snprintf(op->id, sizeof op->id, "%s", id);
     op->tenant = api_tenant_filter(req);
     return op;
-}
-
-ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, api_answer_fn answer)
-{
-    return api_task_id(req) ? api_for_task(req, api_op_new(api, kind, answer)) : NULL;
 }
 
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected)
@@ -329,24 +323,14 @@ static void release_op(void *arg)
     ackd_tq_op_free(arg);
 }
 
-/* Loop thread: the finished operation becomes its answer. */
-static ackd_http_response_t *build_answer(void *arg)
+void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build)
 {
-    ackd_tq_op_t *op = arg;
-    return ((api_answer_fn)op->fn)(op);
+    ackd_http_defer_respond_later(op->data, build, release_op, op);
 }
 
-/* Store thread: the operation is done; its answer is built on the loop. */
-static void post_answer(ackd_tq_op_t *op)
+ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, ackd_tq_cb cb)
 {
-    ackd_http_defer_respond_later(op->data, build_answer, release_op, op);
-}
-
-ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, api_answer_fn answer)
-{
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, post_answer, NULL);
-    op->fn = (void (*)(void))answer;
-    return op;
+    return ackd_tq_op_new(api->tq, kind, cb, NULL);
 }
 
 void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r)

@@ -36,14 +36,19 @@ const char *api_task_id(ackd_http_req_t *req);
  * is done (the store's threads only post it, so JSON work stays off the
  * committer); op is freed after the answer is written. */
 typedef ackd_http_response_t *(*api_answer_fn)(ackd_tq_op_t *op);
-/* A new operation of `kind` whose answer comes from `answer`; start it with
- * api_start. */
-ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, api_answer_fn answer);
-/* Points op at the request's task, with the caller's tenant filter; when the
- * id is not one, answers 404, frees op and returns NULL. */
-ackd_tq_op_t *api_for_task(ackd_http_req_t *req, ackd_tq_op_t *op);
-/* api_op_new + api_for_task. */
-ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, api_answer_fn answer);
+/* Store thread: hands op to the loop, where build(op) makes its answer. */
+void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
+/* API_ANSWER(fn) defines fn_done, the operation callback that answers with
+ * fn (an api_answer_fn) on the loop; ops carry no pointer for it. */
+#define API_ANSWER(fn)                                                                           \
+    static ackd_http_response_t *fn##_build(void *op) { return fn(op); }                        \
+    static void fn##_done(ackd_tq_op_t *op) { api_answer_later(op, fn##_build); }
+/* A new operation of `kind` with callback cb (fn_done of API_ANSWER, or a
+ * stream's own); start it with api_start. */
+ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, ackd_tq_cb cb);
+/* A new operation of `kind` on the request's task, seen with the caller's
+ * tenant filter; NULL when the id is not one (404 answered). */
+ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
 /* ?wait=N or Prefer: wait=N, capped by max_wait; 0 when neither. Sets

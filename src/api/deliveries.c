@@ -55,9 +55,11 @@ static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
                                                     "deliveries", arr));
 }
 
+API_ANSWER(on_listed)
+
 static void on_deliveries(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_DELIVERIES, on_listed);
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_DELIVERIES, on_listed_done);
     if (op)
         api_start(req, op);
 }
@@ -76,9 +78,11 @@ static ackd_http_response_t *on_redelivered(ackd_tq_op_t *op)
     return r;
 }
 
+API_ANSWER(on_redelivered)
+
 static void on_redeliver(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_REDELIVER, on_redelivered);
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_REDELIVER, on_redelivered_done);
     if (op)
         api_start(req, op);
 }

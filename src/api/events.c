@@ -89,7 +89,7 @@ static int parse_last_event_id(const char *v)
 
 static void on_task_events(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_for_task(req, ackd_tq_op_new(((ackd_api_t *)data)->tq, ACKD_TQ_EVENTS, on_events_done, NULL));
+    ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_EVENTS, on_events_done);
     if (!op)
         return;
     const char *last = ackd_http_req_header(req, "last-event-id");

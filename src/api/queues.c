@@ -27,10 +27,12 @@ static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
     return api_json_response(200, json_pack("{s:o}", "queues", arr));
 }
 
+API_ANSWER(on_stats)
+
 static void on_queues(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    api_start(req, api_op_new(api, ACKD_TQ_STATS, on_stats));
+    api_start(req, api_op_new(api, ACKD_TQ_STATS, on_stats_done));
 }
 
 const ackd_route_t ackd_api_queues_routes[] = {

@@ -286,7 +286,7 @@ static ackd_http_response_t *accepted(const ackd_task_t *t)
     return r;
 }
 
-static ackd_http_response_t *on_route_done(ackd_tq_op_t *op)
+static ackd_http_response_t *route_answer(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT && op->conflict_id[0]) {
         return api_problem_response(422, "idempotency-mismatch",
@@ -332,6 +332,8 @@ static ackd_http_response_t *on_route_done(ackd_tq_op_t *op)
     return r;
 }
 
+API_ANSWER(route_answer)
+
 static int is_http_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
@@ -357,7 +359,7 @@ static void on_route(ackd_http_req_t *req, void *data)
     }
     prefer_t prefer;
     parse_prefer(req, &prefer);
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_route_done);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, route_answer_done);
     int64_t now = ackd_now_ms();
     int64_t wait = plan_wait(route, &prefer, &op->flags);
     op->applied_wait_ms = prefer.wait_ms;

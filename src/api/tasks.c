@@ -177,6 +177,8 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
     return r;
 }
 
+API_ANSWER(on_enqueued)
+
 static const ackd_queue_conf_t *find_queue(ackd_http_req_t *req, ackd_api_t *api)
 {
     const char *name = ackd_http_req_param(req, "queue");
@@ -199,7 +201,7 @@ static void on_submit(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued_done);
     op->items = ackd_calloc(1, sizeof *op->items);
     op->nitems = 1;
     int64_t now = ackd_now_ms();
@@ -240,7 +242,7 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         api_bad_field(req, "tasks", "an array of 1..1000 task objects");
         return;
     }
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued_done);
     op->retry = true; /* marks a batch: the answer lists every task */
     size_t n = json_array_size(arr);
     op->items = ackd_calloc(n, sizeof *op->items);
@@ -315,10 +317,12 @@ static ackd_http_response_t *on_got(ackd_tq_op_t *op)
     return r;
 }
 
+API_ANSWER(on_got)
+
 static void on_get(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    ackd_tq_op_t *op = api_task_op(req, api, ACKD_TQ_GET, on_got);
+    ackd_tq_op_t *op = api_task_op(req, api, ACKD_TQ_GET, on_got_done);
     if (!op)
         return;
     int from_prefer;
@@ -365,9 +369,11 @@ static ackd_http_response_t *on_result_ready(ackd_tq_op_t *op)
     return r;
 }
 
+API_ANSWER(on_result_ready)
+
 static void on_result(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_GET, on_result_ready);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_GET, on_result_ready_done);
     if (op)
         api_start(req, op);
 }
@@ -397,10 +403,12 @@ static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
     return api_buf_response(200, &b);
 }
 
+API_ANSWER(on_listed)
+
 static void on_list(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_LIST, on_listed);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_LIST, on_listed_done);
     ackd_task_filter_t *f = &op->filter;
     f->tenant = api_tenant_filter(req);
     f->limit = 50;
@@ -451,16 +459,18 @@ static ackd_http_response_t *on_changed(ackd_tq_op_t *op)
     return api_task_response(op->kind == ACKD_TQ_RETRY ? 202 : 200, &op->task);
 }
 
+API_ANSWER(on_changed)
+
 static void on_cancel(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_CANCEL, on_changed);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_CANCEL, on_changed_done);
     if (op)
         api_start(req, op);
 }
 
 static void on_retry(ackd_http_req_t *req, void *data)
 {
-    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_RETRY, on_changed);
+    ackd_tq_op_t *op = api_task_op(req, api_of(data), ACKD_TQ_RETRY, on_changed_done);
     if (op)
         api_start(req, op);
 }

@@ -54,6 +54,8 @@ static ackd_http_response_t *on_claimed(ackd_tq_op_t *op)
     return api_buf_response(200, &b);
 }
 
+API_ANSWER(on_claimed)
+
 static int queue_allowed(const ackd_auth_t *a, const char *queue)
 {
     if (!a->queues || (a->role & ACKD_ROLE_ADMIN))
@@ -82,7 +84,7 @@ static void on_claim(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 1);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_CLAIM, on_claimed);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_CLAIM, on_claimed_done);
     op->queue = ackd_strdup(name);
     op->max = 1;
     json_t *v;
@@ -119,7 +121,7 @@ static void on_claim(ackd_http_req_t *req, void *data)
 
 /* heartbeat, complete and fail share the lease check and the answer */
 
-static ackd_http_response_t *on_lease_call_done(ackd_tq_op_t *op)
+static ackd_http_response_t *lease_call_answer(ackd_tq_op_t *op)
 {
     if (op->status) {
         return api_op_problem(op);
@@ -139,6 +141,8 @@ static ackd_http_response_t *on_lease_call_done(ackd_tq_op_t *op)
     return api_task_response(200, t);
 }
 
+API_ANSWER(lease_call_answer)
+
 static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body)
 {
     const char *id = api_task_id(req);
@@ -153,7 +157,7 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;
     }
-    ackd_tq_op_t *op = api_op_new(api, kind, on_lease_call_done);
+    ackd_tq_op_t *op = api_op_new(api, kind, lease_call_answer_done);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->lease_id, sizeof op->lease_id, "%s", json_string_value(lease));
     const ackd_auth_t *a = api_auth(req);
@@ -302,6 +306,8 @@ static ackd_http_response_t *on_progress_recorded(ackd_tq_op_t *op)
     return api_task_response(200, &op->task);
 }
 
+API_ANSWER(on_progress_recorded)
+
 static void on_progress(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
@@ -317,7 +323,7 @@ static void on_progress(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_PROGRESS, on_progress_recorded);
+    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_PROGRESS, on_progress_recorded_done);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->token, sizeof op->token, "%s", token);
     const char *expected = NULL;

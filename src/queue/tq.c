@@ -1001,17 +1001,20 @@ void ackd_tq_op_free(ackd_tq_op_t *op)
     for (int i = 0; i < op->nevents; i++)
         ackd_event_clear(&op->events[i]);
     ackd_free(op->events);
-    for (int i = 0; i < op->ndeliveries; i++) {
-        ackd_delivery_clear(&op->deliveries[i]);
-        if (op->tries) {
-            for (int k = 0; k < op->ntries[i]; k++)
-                ackd_delivery_try_clear(&op->tries[i][k]);
-            ackd_free(op->tries[i]);
+    if (op->kind == ACKD_TQ_DELIVERIES || op->kind == ACKD_TQ_REDELIVER ||
+        op->kind == ACKD_TQ_DELIVERY_CLAIM) {
+        for (int i = 0; i < op->ndeliveries; i++) {
+            ackd_delivery_clear(&op->deliveries[i]);
+            if (op->tries) {
+                for (int k = 0; k < op->ntries[i]; k++)
+                    ackd_delivery_try_clear(&op->tries[i][k]);
+                ackd_free(op->tries[i]);
+            }
         }
+        ackd_free(op->deliveries);
+        ackd_free(op->tries);
+        ackd_free(op->ntries);
     }
-    ackd_free(op->deliveries);
-    ackd_free(op->tries);
-    ackd_free(op->ntries);
     if (op->kind == ACKD_TQ_DELIVERY_RECORD)
         ackd_delivery_try_clear(&op->try_);
     ackd_free(op->queue);

@@ -68,7 +68,6 @@ struct ackd_tq_op {
     int kind;
     ackd_tq_cb cb;
     void *data;                /* the caller's */
-    void (*fn)(void);          /* the caller's too (the api: its answer builder) */
 
     /* outcome: 0, ACKD_ENOENT (no such task for this caller), ACKD_ECONFLICT
      * (stale lease, wrong state, idempotency mismatch), ACKD_EIO */
@@ -108,12 +107,6 @@ struct ackd_tq_op {
     bool stop;                 /* set by the streamer (store thread): its client left */
     int cap_changed;           /* room in base.changed_more */
 
-    /* webhooks */
-    ackd_delivery_t *deliveries;   /* output */
-    int ndeliveries;
-    ackd_delivery_try_t **tries;   /* output: tries[i] for deliveries[i] */
-    int *ntries;
-
     /* what only one kind uses shares the room: a parked long poll is small */
     union {
         struct { /* LIST */
@@ -130,6 +123,12 @@ struct ackd_tq_op {
             ackd_delivery_try_t try_; /* the try (strings owned) */
             int outcome;       /* ACKD_DELIVERY_* */
             int64_t next_at;   /* when to retry */
+        };
+        struct { /* DELIVERIES, REDELIVER, DELIVERY_CLAIM: outputs */
+            ackd_delivery_t *deliveries;
+            int ndeliveries;
+            ackd_delivery_try_t **tries;   /* tries[i] for deliveries[i] */
+            int *ntries;
         };
         ackd_queue_stats_t stats;      /* STATS of one queue */
         char conflict_id[ACKD_ID_MAX]; /* ENQUEUE: the task behind an idempotency mismatch */

@@ -440,7 +440,7 @@ static int sq_task_insert(ackd_store_conn_t *c, ackd_task_t *t)
     int rc = task_insert_row(c, t);
     if (rc == 0) {
         count_add(c, t->queue, t->state, 1);
-        t->stored_state = t->state + 1;
+        t->stored_state = (signed char)(t->state + 1);
     }
     return counts_autocommit(c, rc);
 }
@@ -493,7 +493,7 @@ static void read_task(sqlite3_stmt *s, ackd_task_t *t)
     t->tenant = col_text(s, i++);
     t->queue = col_text(s, i++);
     t->state = sqlite3_column_int(s, i++);
-    t->stored_state = t->state + 1;
+    t->stored_state = (signed char)(t->state + 1);
     t->priority = sqlite3_column_int(s, i++);
     t->due_at = sqlite3_column_int64(s, i++);
     t->attempts = sqlite3_column_int(s, i++);
@@ -569,7 +569,7 @@ static int sq_task_update(ackd_store_conn_t *c, ackd_task_t *t)
         count_add(c, t->queue, t->state, 1);
     }
     if (rc == 0)
-        t->stored_state = t->state + 1;
+        t->stored_state = (signed char)(t->state + 1);
     return counts_autocommit(c, rc);
 }
 

@@ -67,9 +67,9 @@ typedef struct {
     char *callback_url;
     char *idem_key;
     bool cancel_requested;
-    int event_seq;             /* number of the task's last event; 1 is task.queued */
-    int stored_state;          /* the backend's: the state of the stored row + 1, as this
+    signed char stored_state;  /* the backend's: the state of the stored row + 1, as this
                                   struct last read or wrote it; 0 unknown (per-queue counts) */
+    int event_seq;             /* number of the task's last event; 1 is task.queued */
 } ackd_task_t;
 
 typedef struct {
