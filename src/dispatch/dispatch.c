@@ -24,6 +24,7 @@
 #define MAX_INFLIGHT_UNLIMITED 10000 /* "unlimited" still bounds memory */
 #define CLAIM_WAIT_MS 30000
 #define LEASE_MARGIN_MS 10000
+#define EASY_POOL 64 /* finished easy handles kept for the next calls */
 
 typedef struct qstate {
     struct ackd_dispatch *d;
@@ -57,6 +58,8 @@ struct ackd_dispatch {
     bool stopping;                /* loop thread: no new claims */
     bool closing;                 /* loop thread: handles are closing */
     ackd_call_t *calls;           /* in flight */
+    CURL *easy_pool[EASY_POOL];   /* reset handles: curl_easy_init is not free */
+    int neasy;
 };
 
 static void maybe_claim(qstate_t *q);
@@ -110,6 +113,11 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
         d->calls = call->next;
     if (call->next)
         call->next->prev = call->prev;
+    if (call->easy && d->neasy < EASY_POOL) {
+        curl_easy_reset(call->easy);
+        d->easy_pool[d->neasy++] = call->easy;
+        call->easy = NULL;
+    }
     ackd_call_free(call);
     q->inflight--;
     d->inflight--;
@@ -144,6 +152,8 @@ static void start_call(qstate_t *q, ackd_task_t *task)
              call->task.id);
     ackd_tq_progress_token(d->tq, call->task.id, call->task.lease_id, call->progress_token);
     const char *why = NULL;
+    if (d->neasy > 0)
+        call->easy = d->easy_pool[--d->neasy];
     if (ackd_call_prepare(call, &why) != 0) {
         ACKD_LOG(ACKD_LOG_ERROR, "task cannot be sent upstream", LOG_STR("task_id", call->task.id),
                  LOG_STR("detail", why));
@@ -322,6 +332,8 @@ static void begin_stop(struct ackd_dispatch *d)
         c = next;
     }
     d->calls = NULL;
+    while (d->neasy > 0)
+        curl_easy_cleanup(d->easy_pool[--d->neasy]);
     pthread_mutex_lock(&d->lock);
     d->closed = true; /* store threads free their claims themselves from now on */
     ackd_tq_op_t **ops = d->inbox;

@@ -209,7 +209,7 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
         return ACKD_EINVAL;
     }
 
-    CURL *e = curl_easy_init();
+    CURL *e = call->easy ? call->easy : curl_easy_init();
     call->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);

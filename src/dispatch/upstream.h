@@ -17,7 +17,7 @@ typedef struct ackd_call {
     ackd_task_t task;            /* owned: moved out of the claim */
     const ackd_queue_conf_t *conf;
     void *owner;                 /* the dispatcher's per-queue state */
-    CURL *easy;
+    CURL *easy;                  /* the caller may set a handle to reuse (reset) before prepare */
     struct curl_slist *headers;
     char *body;                  /* request body, kept alive for curl */
     size_t body_len;
