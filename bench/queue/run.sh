@@ -4,6 +4,7 @@
 #   bench/queue/run.sh                  ackd, then every peer; prints the table
 #   QUICK=1 bench/queue/run.sh          smoke run: small counts, 1 repetition
 #   PEERS="beanstalkd postgres" ...     choose the peers ("" for ackd alone)
+#   ACKD_BIN=path/to/ackd ...           measure that build instead of build/release/ackd
 #
 # ackd (build/release/ackd, access_log = off, log_level = warn, sync = full,
 # a fresh data directory for every measurement, one pull queue "bench"):
@@ -63,8 +64,13 @@ done
 source "$PEERS_DIR/common.sh"
 apt_need wrk gcc libc6-dev libjansson-dev curl
 
-make -j2 build/release/ackd >/dev/null || { log "building build/release/ackd failed"; exit 1; }
-ACKD="$ROOT/build/release/ackd"
+if [ -n "${ACKD_BIN:-}" ]; then # another build of ackd, to compare two in one session
+  ACKD=$(cd "$(dirname "$ACKD_BIN")" && pwd)/$(basename "$ACKD_BIN")
+  [ -x "$ACKD" ] || { log "ACKD_BIN=$ACKD_BIN is not an executable"; exit 2; }
+else
+  make -j2 build/release/ackd >/dev/null || { log "building build/release/ackd failed"; exit 1; }
+  ACKD="$ROOT/build/release/ackd"
+fi
 QB="$WORK/ackd_qbench"
 gcc -O2 -Wall -o "$QB" bench/queue/qbench.c -ljansson -lpthread || exit 1
 PAYLOAD="$PEERS_DIR/pg/payload.json"

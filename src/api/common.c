@@ -209,17 +209,7 @@ void api_write_task(ackd_jw_t *w, const ackd_task_t *t, int64_t now)
     ackd_jw_time(w, "updated_at", t->updated_at);
     ackd_jw_time(w, "next_attempt_at",
                  t->state == ACKD_TASK_QUEUED && t->due_at > now ? t->due_at : 0);
-    if (t->progress_pct >= 0 || t->progress_msg) {
-        ackd_jw_open(w, "progress", '{');
-        if (t->progress_pct >= 0)
-            ackd_jw_int(w, "percent", t->progress_pct);
-        else
-            ackd_jw_null(w, "percent");
-        ackd_jw_str(w, "message", t->progress_msg);
-        ackd_jw_close(w);
-    } else {
-        ackd_jw_null(w, "progress");
-    }
+    ackd_tq_write_progress(w, t);
     ackd_jw_str(w, "correlation_id", t->correlation_id);
     if (t->traceparent)
         ackd_jw_str(w, "traceparent", t->traceparent);
@@ -256,9 +246,7 @@ ackd_http_response_t *api_task_response(int status, const ackd_task_t *t)
 {
     ackd_buf_t b;
     ackd_jw_t w;
-    ackd_buf_init(&b, 0);
-    ackd_jw_init(&w, &b);
-    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_start(&w, &b, '{');
     api_write_task(&w, t, ackd_now_ms());
     ackd_jw_close(&w);
     return api_buf_response(status, &b);

@@ -43,6 +43,10 @@ void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
 #define API_ANSWER(fn)                                                                           \
     static ackd_http_response_t *fn##_build(void *op) { return fn(op); }                        \
     static void fn##_done(ackd_tq_op_t *op) { api_answer_later(op, fn##_build); }
+/* API_ANSWER_HERE(fn): the same, but fn runs on the store thread that ends
+ * the op; for cheap answers of ops whose load is on the HTTP loop. */
+#define API_ANSWER_HERE(fn)                                                                      \
+    static void fn##_done(ackd_tq_op_t *op) { api_finish(op, fn(op)); }
 /* A new operation of `kind` with callback cb (fn_done of API_ANSWER, or a
  * stream's own); start it with api_start. */
 ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, ackd_tq_cb cb);

@@ -38,9 +38,7 @@ static ackd_http_response_t *on_claimed(ackd_tq_op_t *op)
         return ackd_http_response_new(204, NULL);
     ackd_buf_t b;
     ackd_jw_t w;
-    ackd_buf_init(&b, 0);
-    ackd_jw_init(&w, &b);
-    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_start(&w, &b, '{');
     ackd_jw_open(&w, "tasks", '[');
     for (int i = 0; i < op->ntasks; i++) {
         const ackd_task_t *t = &op->tasks[i];

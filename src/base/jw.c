@@ -14,6 +14,13 @@ void ackd_jw_init(ackd_jw_t *w, ackd_buf_t *b)
     w->depth = 0;
 }
 
+void ackd_jw_start(ackd_jw_t *w, ackd_buf_t *b, char bracket)
+{
+    ackd_buf_init(b, 0);
+    ackd_jw_init(w, b);
+    ackd_jw_open(w, NULL, bracket);
+}
+
 /* The separator and the key before a value. */
 static void lead(ackd_jw_t *w, const char *key)
 {

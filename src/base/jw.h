@@ -26,6 +26,9 @@ typedef struct {
 } ackd_jw_t;
 
 void ackd_jw_init(ackd_jw_t *w, ackd_buf_t *b);
+/* ackd_buf_init(b, 0) + ackd_jw_init + ackd_jw_open(w, NULL, bracket): a new
+ * document in a new buffer. */
+void ackd_jw_start(ackd_jw_t *w, ackd_buf_t *b, char bracket);
 /* Opens an object ('{') or an array ('['); ackd_jw_close closes the innermost. */
 void ackd_jw_open(ackd_jw_t *w, const char *key, char bracket);
 void ackd_jw_close(ackd_jw_t *w);

@@ -181,28 +181,30 @@ void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r)
     post(d, OP_RESPOND, r, NULL, 0);
 }
 
-void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
-                                  void (*release)(void *arg), void *arg)
+/* A final operation that runs release(arg) on the loop once applied. */
+static void post_final(ackd_http_defer_t *d, int kind, ackd_http_response_t *r,
+                       ackd_http_build_cb build, void (*release)(void *arg), void *arg)
 {
     defer_op_t *op = ACKD_NEW(defer_op_t);
     op->d = d;
-    op->kind = OP_RESPOND;
+    op->kind = kind;
     op->resp = r;
+    op->build = build;
     op->release = release;
     op->release_arg = arg;
     post_op(d, op);
 }
 
+void ackd_http_defer_respond_free(ackd_http_defer_t *d, ackd_http_response_t *r,
+                                  void (*release)(void *arg), void *arg)
+{
+    post_final(d, OP_RESPOND, r, NULL, release, arg);
+}
+
 void ackd_http_defer_respond_later(ackd_http_defer_t *d, ackd_http_build_cb build,
                                    void (*release)(void *arg), void *arg)
 {
-    defer_op_t *op = ACKD_NEW(defer_op_t);
-    op->d = d;
-    op->kind = OP_RESPOND;
-    op->build = build;
-    op->release = release;
-    op->release_arg = arg;
-    post_op(d, op);
+    post_final(d, OP_RESPOND, NULL, build, release, arg);
 }
 
 void ackd_http_defer_stream_start(ackd_http_defer_t *d, ackd_http_response_t *r)
@@ -223,12 +225,7 @@ void ackd_http_defer_stream_end(ackd_http_defer_t *d)
 
 void ackd_http_defer_stream_end_free(ackd_http_defer_t *d, void (*release)(void *arg), void *arg)
 {
-    defer_op_t *op = ACKD_NEW(defer_op_t);
-    op->d = d;
-    op->kind = OP_STREAM_END;
-    op->release = release;
-    op->release_arg = arg;
-    post_op(d, op);
+    post_final(d, OP_STREAM_END, NULL, NULL, release, arg);
 }
 
 void ackd_http_defer_drop(ackd_http_defer_t *d)

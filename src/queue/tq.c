@@ -221,6 +221,21 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
 
 /* --- events and webhooks --- */
 
+void ackd_tq_write_progress(ackd_jw_t *w, const ackd_task_t *t)
+{
+    if (t->progress_pct < 0 && !t->progress_msg) {
+        ackd_jw_null(w, "progress");
+        return;
+    }
+    ackd_jw_open(w, "progress", '{');
+    if (t->progress_pct >= 0)
+        ackd_jw_int(w, "percent", t->progress_pct);
+    else
+        ackd_jw_null(w, "percent");
+    ackd_jw_str(w, "message", t->progress_msg);
+    ackd_jw_close(w);
+}
+
 /* An event's data, written as {"task_id": ..., then the caller's members}
  * (task_id first, as SPEC §6a shows); add_event closes and stores it. */
 typedef struct {
@@ -369,14 +384,7 @@ static int progress_changed(ackd_tq_op_t *op, const ackd_store_backend_t *b, ack
     ackd_task_t *t = &op->task;
     if (op->progress_pct >= 0 || op->progress_msg) {
         event_data_t ev;
-        ackd_jw_t *w = event_data(&ev, t, "processing");
-        ackd_jw_open(w, "progress", '{');
-        if (t->progress_pct >= 0)
-            ackd_jw_int(w, "percent", t->progress_pct);
-        else
-            ackd_jw_null(w, "percent");
-        ackd_jw_str(w, "message", t->progress_msg);
-        ackd_jw_close(w);
+        ackd_tq_write_progress(event_data(&ev, t, "processing"), t);
         int rc = add_event(op, b, c, t, "task.progress", &ev);
         if (rc)
             return rc;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/jw.h"
 #include "config/config.h"
 #include "store/store.h"
 
@@ -153,6 +154,9 @@ void ackd_tq_drain(ackd_tq_t *tq);
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq);
 
 ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data);
+/* A task's progress as the member "progress" ({percent, message} or null),
+ * as status documents and task.progress events show it. Any thread. */
+void ackd_tq_write_progress(ackd_jw_t *w, const ackd_task_t *t);
 void ackd_tq_op_free(ackd_tq_op_t *op);
 /* Fills a task with the defaults of its queue (state queued, due now,
  * max_attempts, ...) and a fresh id; the caller then sets what it has. */

@@ -11,9 +11,7 @@ TEST(jw_writes_nested_documents_with_commas)
 {
     ackd_buf_t b;
     ackd_jw_t w;
-    ackd_buf_init(&b, 0);
-    ackd_jw_init(&w, &b);
-    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_start(&w, &b, '{');
     ackd_jw_str(&w, "id", "tsk_1");
     ackd_jw_int(&w, "n", -42);
     ackd_jw_bool(&w, "ok", true);
@@ -48,9 +46,7 @@ TEST(jw_escapes_keys_and_strings_like_jansson)
     const char *s = "q\"uote\\ line\nfeed\ttab\x01 caf\xc3\xa9 /";
     ackd_buf_t b;
     ackd_jw_t w;
-    ackd_buf_init(&b, 0);
-    ackd_jw_init(&w, &b);
-    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_start(&w, &b, '{');
     ackd_jw_str(&w, "k\"ey", s);
     ackd_jw_close(&w);
     json_t *ref = json_pack("{s:s}", "k\"ey", s);
@@ -76,9 +72,7 @@ TEST(jw_top_level_array_of_values)
 {
     ackd_buf_t b;
     ackd_jw_t w;
-    ackd_buf_init(&b, 0);
-    ackd_jw_init(&w, &b);
-    ackd_jw_open(&w, NULL, '[');
+    ackd_jw_start(&w, &b, '[');
     for (int i = 0; i < 3; i++)
         ackd_jw_int(&w, NULL, i);
     ackd_jw_close(&w);
