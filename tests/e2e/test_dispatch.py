@@ -19,6 +19,7 @@ One server and one fake upstream serve the module; each case has queues or
 paths of its own."""
 
 import email.utils
+import os
 import signal
 import threading
 import time
@@ -453,6 +454,28 @@ def test_upstream_connections_are_kept_alive(server, up):
         assert r.status_code == 200
     peers = {c.peer for c in up.calls(path)}
     assert len(peers) <= 2, peers            # one connection, reused (not 6)
+
+
+def test_an_upstream_closing_every_connection_is_followed(server, up):
+    """An upstream that closes after each answer: every call gets a new
+    connection, and ackd keeps no descriptor (nor poll handle) of the closed
+    ones: curl's close-socket callback closes them (http/client.c)."""
+    path = f"/o/{unique('close')}"
+    up.on(path, answer(200, {"ok": True}, headers={"Connection": "close"}))
+    r, _ = post(server, path, {"x": -1})
+    assert r.status_code == 200, r.text
+
+    def fds():
+        return len(os.listdir(f"/proc/{server.pid}/fd"))
+
+    before = fds()
+    for i in range(30):
+        r, _ = post(server, path, {"x": i})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"ok": True}
+    peers = {c.peer for c in up.calls(path)}
+    assert len(peers) == 31, len(peers)      # one connection per call
+    assert fds() <= before + 2, (before, fds())
 
 
 def test_sync_retries_inside_a_wait_are_invisible_in_time_too(server, up):
