@@ -133,7 +133,7 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
     const char *id = api_task_id(req);
     if (!id)
         return NULL;
-    ackd_tq_op_t *op = api_op_new(api, kind, cb);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, cb, NULL);
     snprintf(op->id, sizeof op->id, "%s", id);
     op->tenant = api_tenant_filter(req);
     return op;
@@ -314,11 +314,6 @@ static void release_op(void *arg)
 void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build)
 {
     ackd_http_defer_respond_later(op->data, build, release_op, op);
-}
-
-ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, ackd_tq_cb cb)
-{
-    return ackd_tq_op_new(api->tq, kind, cb, NULL);
 }
 
 void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r)

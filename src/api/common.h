@@ -32,14 +32,15 @@ int api_duration(const json_t *v, int64_t *ms);
 /* The {id} of the route when it is a task id; otherwise answers 404 (the
  * same as for a task that does not exist) and returns NULL. */
 const char *api_task_id(ackd_http_req_t *req);
-/* An operation's answer, built on the HTTP loop thread once the operation
- * is done (the store's threads only post it, so JSON work stays off the
- * committer); op is freed after the answer is written. */
-typedef ackd_http_response_t *(*api_answer_fn)(ackd_tq_op_t *op);
-/* Store thread: hands op to the loop, where build(op) makes its answer. */
+/* An operation's answer is built by a function
+ *     ackd_http_response_t *fn(ackd_tq_op_t *op)
+ * on the HTTP loop thread once the operation is done: the store's threads
+ * only post it, so JSON work stays off the committer; op is freed after the
+ * answer is written. api_answer_later posts op (store thread). */
 void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
+/* clang-format off */
 /* API_ANSWER(fn) defines fn_done, the operation callback that answers with
- * fn (an api_answer_fn) on the loop; ops carry no pointer for it. */
+ * fn on the loop; ops carry no pointer for it. */
 #define API_ANSWER(fn)                                                                           \
     static ackd_http_response_t *fn##_build(void *op) { return fn(op); }                        \
     static void fn##_done(ackd_tq_op_t *op) { api_answer_later(op, fn##_build); }
@@ -47,9 +48,7 @@ void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
  * the op; for cheap answers of ops whose load is on the HTTP loop. */
 #define API_ANSWER_HERE(fn)                                                                      \
     static void fn##_done(ackd_tq_op_t *op) { api_finish(op, fn(op)); }
-/* A new operation of `kind` with callback cb (fn_done of API_ANSWER, or a
- * stream's own); start it with api_start. */
-ackd_tq_op_t *api_op_new(ackd_api_t *api, int kind, ackd_tq_cb cb);
+/* clang-format on */
 /* A new operation of `kind` on the request's task, seen with the caller's
  * tenant filter; NULL when the id is not one (404 answered). */
 ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);

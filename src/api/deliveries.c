@@ -29,9 +29,8 @@ static json_t *try_doc(const ackd_delivery_try_t *t)
 
 static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     json_t *arr = json_array();
     for (int i = 0; i < op->ndeliveries; i++) {
         const ackd_delivery_t *dl = &op->deliveries[i];
@@ -51,8 +50,7 @@ static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
         json_object_set_new(d, "attempts", tries);
         json_array_append_new(arr, d);
     }
-    return api_json_response(200, json_pack("{s:s, s:o}", "task_id", op->id,
-                                                    "deliveries", arr));
+    return api_json_response(200, json_pack("{s:s, s:o}", "task_id", op->id, "deliveries", arr));
 }
 
 API_ANSWER(on_listed)
@@ -66,9 +64,8 @@ static void on_deliveries(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *on_redelivered(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     char url[128];
     snprintf(url, sizeof url, "/v1/tasks/%s/deliveries", op->id);
     ackd_http_response_t *r = api_json_response(

@@ -5,9 +5,8 @@
 
 static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     const ackd_config_t *cfg = ackd_tq_config(op->tq);
     int64_t now = ackd_now_ms();
     json_t *arr = json_array();
@@ -32,7 +31,7 @@ API_ANSWER(on_stats)
 static void on_queues(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    api_start(req, api_op_new(api, ACKD_TQ_STATS, on_stats_done));
+    api_start(req, ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL));
 }
 
 const ackd_route_t ackd_api_queues_routes[] = {

@@ -290,13 +290,11 @@ static ackd_http_response_t *route_answer(ackd_tq_op_t *op)
 {
     if (op->status == ACKD_ECONFLICT && op->conflict_id[0]) {
         return api_problem_response(422, "idempotency-mismatch",
-                                            "Idempotency key reused with a different request",
-                                            json_pack("{s:s}", "task_id", op->conflict_id),
-                                            op->detail);
+                                    "Idempotency key reused with a different request",
+                                    json_pack("{s:s}", "task_id", op->conflict_id), op->detail);
     }
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     const ackd_task_t *t = &op->task;
     int replayed = op->nitems == 1 && op->items[0].replayed;
     char url[96];
@@ -359,7 +357,7 @@ static void on_route(ackd_http_req_t *req, void *data)
     }
     prefer_t prefer;
     parse_prefer(req, &prefer);
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, route_answer_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, route_answer_done, NULL);
     int64_t now = ackd_now_ms();
     int64_t wait = plan_wait(route, &prefer, &op->flags);
     op->applied_wait_ms = prefer.wait_ms;

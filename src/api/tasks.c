@@ -134,12 +134,11 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
         /* a key repeated with two bodies in one batch has no task yet */
         json_t *extra = op->conflict_id[0] ? json_pack("{s:s}", "task_id", op->conflict_id) : NULL;
         return api_problem_response(422, "idempotency-mismatch",
-                                            "Idempotency key reused with a different request",
-                                            extra, op->detail);
+                                    "Idempotency key reused with a different request", extra,
+                                    op->detail);
     }
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     ackd_http_response_t *r;
     if (op->nitems == 1 && !op->retry /* single submission */) {
         const ackd_tq_item_t *it = &op->items[0];
@@ -207,7 +206,7 @@ static void on_submit(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued_done, NULL);
     op->items = ackd_calloc(1, sizeof *op->items);
     op->nitems = 1;
     int64_t now = ackd_now_ms();
@@ -248,7 +247,7 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         api_bad_field(req, "tasks", "an array of 1..1000 task objects");
         return;
     }
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_ENQUEUE, on_enqueued_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued_done, NULL);
     op->retry = true; /* marks a batch: the answer lists every task */
     size_t n = json_array_size(arr);
     op->items = ackd_calloc(n, sizeof *op->items);
@@ -285,9 +284,8 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *on_got(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     ackd_buf_t b;
     ackd_jw_t w;
     ackd_jw_start(&w, &b, '{');
@@ -342,9 +340,8 @@ static void on_get(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *on_result_ready(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     const ackd_task_t *t = &op->task;
     if (t->state == ACKD_TASK_FAILED && t->result && api_result_is_answer(t->result)) {
         return api_replay_result(t->result, t->id); /* the final 4xx as given */
@@ -384,9 +381,8 @@ static void on_result(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *on_listed(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     int64_t now = ackd_now_ms();
     ackd_buf_t b;
     ackd_jw_t w;
@@ -410,7 +406,7 @@ API_ANSWER(on_listed)
 static void on_list(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_LIST, on_listed_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_LIST, on_listed_done, NULL);
     ackd_task_filter_t *f = &op->filter;
     f->tenant = api_tenant_filter(req);
     f->limit = 50;
@@ -452,9 +448,8 @@ static void on_list(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *on_changed(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     ACKD_LOG(ACKD_LOG_INFO, op->kind == ACKD_TQ_CANCEL ? "task cancel" : "task redriven",
              LOG_STR("task_id", op->task.id), LOG_STR("status", ackd_task_state_name(op->task.state)),
              LOG_STR("correlation_id", op->task.correlation_id));

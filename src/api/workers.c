@@ -82,7 +82,7 @@ static void on_claim(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 1);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_CLAIM, on_claimed_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_CLAIM, on_claimed_done, NULL);
     op->queue = ackd_strdup(name);
     op->max = 1;
     json_t *v;
@@ -121,9 +121,8 @@ static void on_claim(ackd_http_req_t *req, void *data)
 
 static ackd_http_response_t *lease_call_answer(ackd_tq_op_t *op)
 {
-    if (op->status) {
+    if (op->status)
         return api_op_problem(op);
-    }
     const ackd_task_t *t = &op->task;
     if (op->kind == ACKD_TQ_HEARTBEAT) {
         json_t *d = json_object();
@@ -155,7 +154,7 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;
     }
-    ackd_tq_op_t *op = api_op_new(api, kind, lease_call_answer_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, lease_call_answer_done, NULL);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->lease_id, sizeof op->lease_id, "%s", json_string_value(lease));
     const ackd_auth_t *a = api_auth(req);
@@ -294,13 +293,10 @@ static void on_fail(ackd_http_req_t *req, void *data)
  * that call (no API key: the token is valid for that attempt only). */
 static ackd_http_response_t *on_progress_recorded(ackd_tq_op_t *op)
 {
-    if (op->status == ACKD_ECONFLICT) {
-        return api_problem_response(403, "invalid-progress-token", "Forbidden", NULL,
-                                            op->detail);
-    }
-    if (op->status) {
+    if (op->status == ACKD_ECONFLICT)
+        return api_problem_response(403, "invalid-progress-token", "Forbidden", NULL, op->detail);
+    if (op->status)
         return api_op_problem(op);
-    }
     return api_task_response(200, &op->task);
 }
 
@@ -321,7 +317,7 @@ static void on_progress(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
-    ackd_tq_op_t *op = api_op_new(api, ACKD_TQ_PROGRESS, on_progress_recorded_done);
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_PROGRESS, on_progress_recorded_done, NULL);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->token, sizeof op->token, "%s", token);
     const char *expected = NULL;

@@ -245,9 +245,7 @@ typedef struct {
 
 static ackd_jw_t *event_data(event_data_t *e, const ackd_task_t *t, const char *status)
 {
-    ackd_buf_init(&e->b, 0);
-    ackd_jw_init(&e->w, &e->b);
-    ackd_jw_open(&e->w, NULL, '{');
+    ackd_jw_start(&e->w, &e->b, '{');
     ackd_jw_str(&e->w, "task_id", t->id);
     ackd_jw_str(&e->w, "status", status);
     return &e->w;
@@ -288,9 +286,7 @@ static int add_delivery(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_st
     const char *type = terminal_event(t->state);
     ackd_buf_t text;
     ackd_jw_t w;
-    ackd_buf_init(&text, 0);
-    ackd_jw_init(&w, &text);
-    ackd_jw_open(&w, NULL, '{');
+    ackd_jw_start(&w, &text, '{');
     ackd_jw_str(&w, "type", type);
     ackd_jw_str(&w, "task_id", t->id);
     ackd_jw_str(&w, "queue", t->queue);

@@ -104,7 +104,8 @@ static const char *const migrations[] = {
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_NEXT_DUE, S_NEXT_EXPIRY,
-    S_STATS_COUNTS, S_COUNT_ADD, S_TASK_STATE, S_STATS_OLDEST, S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
+    S_STATS_COUNTS, S_COUNT_ADD, S_TASK_STATE, S_STATS_OLDEST,
+    S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
     S_ATT_INSERT, S_ATT_FINISH, S_ATT_LIST,
     S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
     S_EV_INSERT, S_EV_LIST, S_EV_QUEUE, S_EV_QUEUE_LAST, S_TASKS_AFTER, S_TASKS_LAST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
@@ -137,8 +138,8 @@ static const char *const sql[S_COUNT] = {
     [S_TASK_STATE] = "SELECT state FROM tasks WHERE id = ?",
     [S_STATS_OLDEST] = "SELECT MIN(created_at) FROM tasks INDEXED BY tasks_ready"
                        " WHERE queue = ? AND state = 0",
-    [S_PURGE_SELECT] = "SELECT id, state FROM tasks WHERE queue = ? AND state >= 2 AND finished_at < ?"
-                       " ORDER BY finished_at LIMIT ?",
+    [S_PURGE_SELECT] = "SELECT id, state FROM tasks WHERE queue = ? AND state >= 2"
+                       " AND finished_at < ? ORDER BY finished_at LIMIT ?",
     [S_PURGE_TASK] = "DELETE FROM tasks WHERE id = ?",
     [S_PURGE_ATTEMPTS] = "DELETE FROM attempts WHERE task_id = ?",
     [S_ATT_INSERT] = "INSERT INTO attempts (task_id, n, started_at, ended_at, outcome, error,"
