@@ -23,7 +23,8 @@ void ackd_id_new_label(const char *prefix, char *out);
 /* Same with a given time, for tests and ordering. */
 void ackd_id_new_at(const char *prefix, int64_t ms, char *out);
 /* Fills buf with n cryptographically strong random bytes (OpenSSL's DRBG,
- * else the kernel). Aborts if it cannot. */
+ * else the kernel; up to 64 bytes come from a per-thread pool of that
+ * output, refilled 512 bytes at a time). Aborts if it cannot. */
 void ackd_random_bytes(void *buf, size_t n);
 /* 1 if s is prefix + 26 valid characters. */
 int ackd_id_valid(const char *prefix, const char *s);

@@ -328,16 +328,12 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     ackd_id_new("lse_", t->lease_id);
     t->lease_expires_at = s->now + lease;
     t->updated_at = s->now;
+    t->attempt_started_at = s->now; /* its attempts row is written when it ends */
     event_data_t ev;
     ackd_jw_int(event_data(&ev, t, "processing"), "attempt", t->attempts);
     rc = add_event(op, b, c, t, "task.processing", &ev);
     if (rc == 0)
         rc = b->task_update(c, t);
-    if (rc == 0) {
-        ackd_attempt_t a = {.n = t->attempts, .started_at = s->now};
-        memcpy(a.lease_id, t->lease_id, sizeof a.lease_id);
-        rc = b->attempt_insert(c, t->id, &a);
-    }
     if (!s->expiry_hint || t->lease_expires_at < s->expiry_hint)
         s->expiry_hint = t->lease_expires_at;
     return rc;
@@ -422,9 +418,15 @@ static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_co
     ackd_store_op_t *s = &op->base;
     ackd_task_t *t = &op->task;
     int was = t->state;
+    /* the running attempt ends here: its one attempts row */
+    ackd_attempt_t ended = {.n = t->attempts, .started_at = t->attempt_started_at,
+                            .ended_at = s->now, .outcome = (char *)outcome, .error = op->error};
+    memcpy(ended.lease_id, t->lease_id, sizeof ended.lease_id);
+    bool attempt_ends = outcome && was == ACKD_TASK_PROCESSING && t->attempts > 0;
     t->state = state;
     t->lease_id[0] = '\0';
     t->lease_expires_at = 0;
+    t->attempt_started_at = 0;
     t->updated_at = s->now;
     if (ACKD_TASK_TERMINAL(state))
         t->finished_at = s->now;
@@ -456,8 +458,8 @@ static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_co
     if (rc)
         return rc;
     rc = b->task_update(c, t);
-    if (rc == 0 && outcome && t->attempts > 0)
-        rc = b->attempt_finish(c, t->id, t->attempts, s->now, outcome, op->error);
+    if (rc == 0 && attempt_ends)
+        rc = b->attempt_insert(c, t->id, &ended);
     return rc;
 }
 
@@ -557,6 +559,22 @@ static int apply_retry(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
     return rc;
 }
 
+/* The ended attempts are rows; the running one is the task's own. */
+static void add_running_attempt(ackd_tq_op_t *op)
+{
+    const ackd_task_t *t = &op->task;
+    if (t->state != ACKD_TASK_PROCESSING || t->attempts < 1)
+        return;
+    if (op->nattempts > 0 && op->attempts[op->nattempts - 1].n >= t->attempts)
+        return;
+    op->attempts = ackd_realloc(op->attempts, (size_t)(op->nattempts + 1) * sizeof *op->attempts);
+    ackd_attempt_t *a = &op->attempts[op->nattempts++];
+    memset(a, 0, sizeof *a);
+    a->n = t->attempts;
+    a->started_at = t->attempt_started_at;
+    memcpy(a->lease_id, t->lease_id, sizeof a->lease_id);
+}
+
 /* A read, which for a long poll asks the store to watch the task. */
 static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
@@ -575,6 +593,8 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
     if (!op->with_attempts)
         return 0;
     rc = b->attempt_list(c, op->id, &op->attempts, &op->nattempts);
+    if (rc == 0)
+        add_running_attempt(op);
     if (rc == 0) /* and its events (progress among them); 1, task.queued, is the row itself */
         rc = b->event_list(c, op->id, 1, EVENTS_PAGE, &op->events, &op->nevents);
     return rc;

@@ -20,6 +20,15 @@
  *      events_queue is gone: a queue stream reads the events after its
  *      cursor by rowid (recent, few) and keeps its queue's; one b-tree less
  *      to write on every change of state.
+ *   4  An attempt is written once, when it ends: the running one lives in
+ *      the task row (attempts, lease_id, attempt_started_at), so a claim
+ *      writes no attempts row and the end inserts one instead of updating
+ *      it (open rows of processing tasks move into the row). tasks_due,
+ *      which every queued task entered and left, becomes tasks_delayed:
+ *      only tasks that were not due when written (delay, run_at, backoff)
+ *      are in it, which is all the due timer needs. An immediate task has
+ *      due_at = created_at and is claimable even if the wall clock steps
+ *      back under it.
  * Checkpoints (copying the WAL back into the database file) run on a thread
  * of their own (ckpt_t below), not inside the committer's COMMIT.
  *
@@ -88,6 +97,13 @@ static const char *const migrations[] = {
     "DROP INDEX IF EXISTS tasks_ready;"
     "CREATE INDEX tasks_ready ON tasks(queue, priority DESC, due_at, created_at) WHERE state = 0;"
     "DROP INDEX IF EXISTS events_queue;",
+    /* 4 */
+    "ALTER TABLE tasks ADD COLUMN attempt_started_at INTEGER;"
+    "UPDATE tasks SET attempt_started_at = (SELECT started_at FROM attempts a"
+    " WHERE a.task_id = tasks.id AND a.n = tasks.attempts) WHERE state = 1;"
+    "DELETE FROM attempts WHERE ended_at IS NULL;"
+    "DROP INDEX IF EXISTS tasks_due;"
+    "CREATE INDEX tasks_delayed ON tasks(due_at) WHERE state = 0 AND due_at > created_at;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -95,7 +111,7 @@ static const char *const migrations[] = {
     "id, tenant, queue, state, priority, due_at, attempts, max_attempts, timeout_ms, lease_id,"    \
     " lease_expires_at, created_at, updated_at, finished_at, deadline_at, payload, request,"       \
     " result, error, progress_pct, progress_msg, correlation_id, traceparent, callback_url,"       \
-    " idem_key, cancel_requested, event_seq, lease_ms"
+    " idem_key, cancel_requested, event_seq, lease_ms, attempt_started_at"
 
 #define DLV_COLS                                                                                   \
     "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
@@ -106,7 +122,7 @@ enum {
     S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_NEXT_DUE, S_NEXT_EXPIRY,
     S_STATS_COUNTS, S_COUNT_ADD, S_TASK_STATE, S_STATS_OLDEST,
     S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
-    S_ATT_INSERT, S_ATT_FINISH, S_ATT_LIST,
+    S_ATT_INSERT, S_ATT_LIST,
     S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
     S_EV_INSERT, S_EV_LIST, S_EV_QUEUE, S_EV_QUEUE_LAST, S_TASKS_AFTER, S_TASKS_LAST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
     S_DLV_INSERT, S_DLV_GET, S_DLV_UPDATE, S_DLV_DUE, S_DLV_LIST, S_TRY_INSERT, S_TRY_LIST,
@@ -118,18 +134,20 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_TASK_INSERT] = "INSERT INTO tasks (" TASK_COLS ") VALUES "
-                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
     [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
                       " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
-                      " cancel_requested=?14, lease_ms=?15, event_seq=?16 WHERE id = ?1",
-    [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ? AND state = 0 AND due_at <= ?"
+                      " cancel_requested=?14, lease_ms=?15, event_seq=?16, attempt_started_at=?17"
+                      " WHERE id = ?1",
+    [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ?1 AND state = 0"
+                    " AND (due_at <= ?2 OR due_at <= created_at)"
                     " ORDER BY priority DESC, due_at, created_at, id LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
                   " ORDER BY lease_expires_at LIMIT ?",
     [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"
-                   " due_at > ?1 UNION ALL SELECT MIN(next_at) FROM deliveries WHERE state = 0"
+                   " due_at > created_at AND due_at > ?1 UNION ALL SELECT MIN(next_at) FROM deliveries WHERE state = 0"
                    " AND next_at > ?1)",
     [S_NEXT_EXPIRY] = "SELECT MIN(lease_expires_at) FROM tasks WHERE state = 1",
     [S_STATS_COUNTS] = "SELECT state, n FROM queue_counts WHERE queue = ?",
@@ -144,8 +162,6 @@ static const char *const sql[S_COUNT] = {
     [S_PURGE_ATTEMPTS] = "DELETE FROM attempts WHERE task_id = ?",
     [S_ATT_INSERT] = "INSERT INTO attempts (task_id, n, started_at, ended_at, outcome, error,"
                      " lease_id) VALUES (?,?,?,?,?,?,?)",
-    [S_ATT_FINISH] = "UPDATE attempts SET ended_at = ?, outcome = ?, error = ?"
-                     " WHERE task_id = ? AND n = ?",
     [S_ATT_LIST] = "SELECT n, started_at, ended_at, outcome, error, lease_id FROM attempts"
                    " WHERE task_id = ? ORDER BY n",
     [S_IDEM_GET] = "SELECT fingerprint, task_id, expires_at FROM idempotency"
@@ -592,6 +608,7 @@ static int task_insert_row(ackd_store_conn_t *c, const ackd_task_t *t)
     sqlite3_bind_int(s, i++, t->cancel_requested);
     sqlite3_bind_int(s, i++, t->event_seq > 0 ? t->event_seq : 1);
     sqlite3_bind_int64(s, i++, t->lease_ms);
+    bind_time(s, i++, t->attempt_started_at);
     return exec_stmt(c, s, "task insert");
 }
 
@@ -629,6 +646,7 @@ static void read_task(sqlite3_stmt *s, ackd_task_t *t)
     t->cancel_requested = sqlite3_column_int(s, i++) != 0;
     t->event_seq = sqlite3_column_int(s, i++);
     t->lease_ms = sqlite3_column_int64(s, i++);
+    t->attempt_started_at = sqlite3_column_int64(s, i++);
 }
 
 static int sq_task_get(ackd_store_conn_t *c, const char *id, ackd_task_t *out)
@@ -707,6 +725,7 @@ static int task_update_row(ackd_store_conn_t *c, const ackd_task_t *t)
     sqlite3_bind_int(s, 14, t->cancel_requested);
     sqlite3_bind_int64(s, 15, t->lease_ms);
     sqlite3_bind_int(s, 16, t->event_seq > 0 ? t->event_seq : 1);
+    bind_time(s, 17, t->attempt_started_at);
     return exec_stmt(c, s, "task update");
 }
 
@@ -879,20 +898,6 @@ static int sq_attempt_insert(ackd_store_conn_t *c, const char *task_id, const ac
     bind_text(s, 6, a->error);
     bind_text(s, 7, a->lease_id[0] ? a->lease_id : NULL);
     return exec_stmt(c, s, "attempt insert");
-}
-
-static int sq_attempt_finish(ackd_store_conn_t *c, const char *task_id, int n, int64_t ended_at,
-                             const char *outcome, const char *error)
-{
-    sqlite3_stmt *s = stmt(c, S_ATT_FINISH);
-    if (!s)
-        return ACKD_EIO;
-    sqlite3_bind_int64(s, 1, ended_at);
-    bind_text(s, 2, outcome);
-    bind_text(s, 3, error);
-    bind_text(s, 4, task_id);
-    sqlite3_bind_int(s, 5, n);
-    return exec_stmt(c, s, "attempt finish");
 }
 
 static int sq_attempt_list(ackd_store_conn_t *c, const char *task_id, ackd_attempt_t **out, int *n)
@@ -1231,7 +1236,6 @@ const ackd_store_backend_t ackd_store_sqlite = {
     .queue_stats = sq_queue_stats,
     .purge = sq_purge,
     .attempt_insert = sq_attempt_insert,
-    .attempt_finish = sq_attempt_finish,
     .attempt_list = sq_attempt_list,
     .idem_get = sq_idem_get,
     .idem_insert = sq_idem_insert,

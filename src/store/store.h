@@ -70,6 +70,8 @@ typedef struct {
     signed char stored_state;  /* the backend's: the state of the stored row + 1, as this
                                   struct last read or wrote it; 0 unknown (per-queue counts) */
     int event_seq;             /* number of the task's last event; 1 is task.queued */
+    int64_t attempt_started_at;/* processing: when the running attempt (number `attempts`)
+                                  started; 0 otherwise. Ended attempts are rows of their own. */
 } ackd_task_t;
 
 typedef struct {
@@ -172,15 +174,17 @@ typedef struct {
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
      * result, error, progress, cancel_requested, lease_ms, event_seq). */
     int (*task_update)(ackd_store_conn_t *c, ackd_task_t *t);
-    /* Ids of queued tasks of `queue` due at `now`, by priority then due time
+    /* Ids of queued tasks of `queue` due at `now` (or due when written:
+     * due_at <= created_at), by priority then due time
      * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */
     int (*task_claimable)(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
                           char (*ids)[ACKD_ID_MAX], int *n);
     /* Ids of processing tasks whose lease expired at `now`. */
     int (*task_expired)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
                         int *n);
-    /* Earliest future due time of a queued task or a pending delivery / lease
-     * expiry; 0 if none. */
+    /* Earliest due time after `now` of a queued task that was not due when
+     * written (due_at > created_at: delayed or backing off) or of a pending
+     * delivery; 0 if none. */
     int (*next_due)(ackd_store_conn_t *c, int64_t now, int64_t *due_at);
     int (*next_expiry)(ackd_store_conn_t *c, int64_t *expires_at);
     int (*task_list)(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n);
@@ -189,11 +193,11 @@ typedef struct {
      * with their attempts, events and deliveries. */
     int (*purge)(ackd_store_conn_t *c, const char *queue, int64_t before, int limit, int *deleted);
 
+    /* Records an attempt that ended (once, at its end: the running attempt
+     * is the task's attempts, lease_id and attempt_started_at). */
     int (*attempt_insert)(ackd_store_conn_t *c, const char *task_id, const ackd_attempt_t *a);
-    int (*attempt_finish)(ackd_store_conn_t *c, const char *task_id, int n, int64_t ended_at,
-                          const char *outcome, const char *error);
-    /* All attempts of a task, oldest first; *out is malloc'd (free each with
-     * ackd_attempt_clear, then the array). */
+    /* The ended attempts of a task, oldest first; *out is malloc'd (free each
+     * with ackd_attempt_clear, then the array). */
     int (*attempt_list)(ackd_store_conn_t *c, const char *task_id, ackd_attempt_t **out, int *n);
 
     int (*idem_get)(ackd_store_conn_t *c, const char *tenant, const char *scope, const char *key,

@@ -340,6 +340,10 @@ def test_history_lists_the_attempts(api, q):
     assert TIME_RE.match(h[0]["started_at"]) and h[0]["ended_at"] is None
     assert api.fail(tid, c["lease_id"], "first try broke").status_code == 200
     c = api.claim_one(q, wait=5)
+    # the ended attempt, then the running one (the task row's, stored when it ends)
+    h = api.task(tid, history=True)["history"]
+    assert [(a["attempt"], a["outcome"]) for a in h] == [(1, "retry"), (2, None)], h
+    assert h[1]["ended_at"] is None and h[1]["started_at"] >= h[0]["ended_at"]
     assert api.complete(tid, c["lease_id"], {"done": 1}).status_code == 200
     h = api.task(tid, history=True)["history"]
     assert [a["attempt"] for a in h] == [1, 2]

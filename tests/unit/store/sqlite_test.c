@@ -108,7 +108,7 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-#define CURRENT_SCHEMA 3
+#define CURRENT_SCHEMA 4
 
 static void open_creates_schema_body(fx_t *f)
 {
@@ -189,6 +189,12 @@ static const char schema_v1[] =
     "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
     " timeout_ms, created_at, updated_at, payload) VALUES ('tsk_old', 't1', 'q', 2, 0, 5, 1, 3,"
     " 0, 5, 6, '{\"v\":1}');"
+    /* a task in its second attempt: the first ended, the second's row is open */
+    "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
+    " timeout_ms, lease_id, lease_expires_at, created_at, updated_at, payload) VALUES"
+    " ('tsk_run', 't1', 'q', 1, 0, 5, 2, 3, 0, 'lse_2', 90000, 5, 30, '{}');"
+    "INSERT INTO attempts VALUES ('tsk_run', 1, 10, 20, 'retry', NULL, 'lse_1');"
+    "INSERT INTO attempts VALUES ('tsk_run', 2, 30, NULL, NULL, NULL, 'lse_2');"
     "PRAGMA user_version = 1;";
 
 static void migrates_v1_body(fx_t *f)
@@ -205,7 +211,22 @@ static void migrates_v1_body(fx_t *f)
     ackd_queue_stats_t st; /* v3 counted what was there */
     CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 1);
     CHECK_INT(st.counts[ACKD_TASK_QUEUED], 0);
+    /* v4: the running attempt moved into its task's row, the ended one stays */
+    CHECK_INT(B->task_get(f->c, "tsk_run", &t), 0);
+    CHECK_INT(t.attempt_started_at, 30);
+    CHECK_STR(t.lease_id, "lse_2");
+    ackd_task_clear(&t);
+    ackd_attempt_t *atts = NULL;
+    int na = 0;
+    CHECK_INT(B->attempt_list(f->c, "tsk_run", &atts, &na), 0);
+    int one_ended = na == 1 && atts[0].n == 1 && atts[0].ended_at == 20;
+    for (int i = 0; i < na; i++)
+        ackd_attempt_clear(&atts[i]);
+    ackd_free(atts);
+    CHECK(one_ended);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks_due'"), 0);
     /* the new tables work */
     ackd_event_t e = {.seq = 2, .queue = "q", .type = "task.processing", .at = 7, .data = "{}"};
     CHECK_INT(B->event_insert(f->c, "tsk_old", &e), 0);
@@ -269,6 +290,7 @@ static void roundtrip_body(fx_t *f)
     t.callback_url = ackd_strdup("https://example.com/cb");
     t.idem_key = ackd_strdup("key-1");
     t.cancel_requested = true;
+    t.attempt_started_at = 1700000000100;
     CHECK_INT(B->task_insert(f->c, &t), 0);
     CHECK_INT(B->task_get(f->c, t.id, &g), 0);
     CHECK_STR(g.id, t.id);
@@ -297,6 +319,7 @@ static void roundtrip_body(fx_t *f)
     CHECK_STR(g.callback_url, t.callback_url);
     CHECK_STR(g.idem_key, t.idem_key);
     CHECK(g.cancel_requested);
+    CHECK_INT(g.attempt_started_at, t.attempt_started_at);
     ackd_task_clear(&g);
 
     /* update writes the mutable fields, including clearing them */
@@ -318,6 +341,7 @@ static void roundtrip_body(fx_t *f)
     t.cancel_requested = false;
     t.lease_ms = 7000;
     t.event_seq = 4;
+    t.attempt_started_at = 0;
     int64_t asked = t.timeout_ms;
     t.timeout_ms = asked + 1;
     /* immutable ones (the timeout asked at submit, the payload) are not touched by an update */
@@ -340,6 +364,7 @@ static void roundtrip_body(fx_t *f)
     CHECK(!g.cancel_requested);
     CHECK_INT(g.lease_ms, 7000);
     CHECK_INT(g.event_seq, 4);
+    CHECK_INT(g.attempt_started_at, 0);
     CHECK_INT(g.timeout_ms, asked);
     CHECK_STR(g.payload, "{\"amount\":100,\"s\":\"\\u00e9\"}");
     CHECK_INT(g.created_at, 1700000000001);
@@ -438,17 +463,24 @@ static void claimable_body(fx_t *f)
     CHECK_STR(ids[0], "tsk_e");
     CHECK_INT(B->task_claimable(f->c, "nobody", 5000, 16, ids, &n), 0);
     CHECK_INT(n, 0);
+    /* a wall clock that stepped back to 0: the tasks written as due (due_at
+     * <= created_at, here tsk_i: 1 <= 10) stay claimable, the delayed wait */
     CHECK_INT(B->task_claimable(f->c, "q", 0, 16, ids, &n), 0);
-    CHECK_INT(n, 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(ids[0], "tsk_i");
 
-    /* next_due: the earliest queued due time strictly after now */
+    /* next_due: the earliest due time strictly after now of a task that was
+     * delayed when written (due_at > created_at = 10) */
     int64_t due = -1;
     CHECK_INT(B->next_due(f->c, 1000, &due), 0);
     CHECK_INT(due, 5000);
     CHECK_INT(B->next_due(f->c, 5000, &due), 0);
     CHECK_INT(due, 0);
     CHECK_INT(B->next_due(f->c, 0, &due), 0);
-    CHECK_INT(due, 1);
+    CHECK_INT(due, 50); /* tsk_d; tsk_i (1) and tsk_f (10) were due when written */
+    /* and it is read from the small index of delayed tasks */
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM tasks INDEXED BY tasks_delayed"
+                                 " WHERE state = 0 AND due_at > created_at"), 6);
 }
 
 TEST(sqlite_claimable_by_priority_then_due)
@@ -570,7 +602,7 @@ static int insert_finished(fx_t *f, const char *id, const char *queue, int state
     t.finished_at = finished;
     t.attempts = 1;
     int rc = B->task_insert(f->c, &t);
-    ackd_attempt_t a = {.n = 1, .started_at = 1};
+    ackd_attempt_t a = {.n = 1, .started_at = 1, .ended_at = finished, .outcome = "completed"};
     if (rc == 0)
         rc = B->attempt_insert(f->c, id, &a);
     ackd_task_clear(&t);
@@ -580,12 +612,18 @@ static int insert_finished(fx_t *f, const char *id, const char *queue, int state
 static void attempts_body(fx_t *f)
 {
     CHECK_INT(insert(f, "tsk_att", "q", ACKD_TASK_PROCESSING, 0, 1), 0);
-    ackd_attempt_t a1 = {.n = 1, .started_at = 100};
+    /* attempts are written once, when they end */
+    ackd_attempt_t a1 = {.n = 1, .started_at = 100, .ended_at = 200, .outcome = "retry",
+                         .error = "{\"message\":\"x\"}"};
     snprintf(a1.lease_id, sizeof a1.lease_id, "lse_1");
-    ackd_attempt_t a2 = {.n = 2, .started_at = 300};
+    ackd_attempt_t a2 = {.n = 2, .started_at = 300, .ended_at = 400, .outcome = "completed"};
     CHECK_INT(B->attempt_insert(f->c, "tsk_att", &a2), 0); /* out of order on purpose */
     CHECK_INT(B->attempt_insert(f->c, "tsk_att", &a1), 0);
-    CHECK_INT(B->attempt_finish(f->c, "tsk_att", 1, 200, "retry", "{\"message\":\"x\"}"), 0);
+    int saved = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF;
+    int again = B->attempt_insert(f->c, "tsk_att", &a1); /* an attempt ends once */
+    ackd_log_level = saved;
+    CHECK(again < 0);
     ackd_attempt_t *list = NULL;
     int n = 0;
     CHECK_INT(B->attempt_list(f->c, "tsk_att", &list, &n), 0);
@@ -594,8 +632,9 @@ static void attempts_body(fx_t *f)
              list[0].outcome && strcmp(list[0].outcome, "retry") == 0 && list[0].error &&
              strcmp(list[0].error, "{\"message\":\"x\"}") == 0 &&
              strcmp(list[0].lease_id, "lse_1") == 0 && list[1].n == 2 &&
-             list[1].started_at == 300 && list[1].ended_at == 0 && list[1].outcome == NULL &&
-             list[1].error == NULL && list[1].lease_id[0] == '\0';
+             list[1].started_at == 300 && list[1].ended_at == 400 && list[1].outcome &&
+             strcmp(list[1].outcome, "completed") == 0 && list[1].error == NULL &&
+             list[1].lease_id[0] == '\0';
     for (int i = 0; i < n; i++)
         ackd_attempt_clear(&list[i]);
     ackd_free(list);
