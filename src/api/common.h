@@ -26,6 +26,13 @@ int api_authorize(ackd_http_req_t *req, int role, void *data);
 /* Decodes the body as a JSON object; on failure answers 400 (with line and
  * column) or 415 and returns NULL. An empty body is {} when allow_empty. */
 json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
+/* The same for a body with one bulky member (a task's payload, a worker's
+ * result): when base/jscan.h vouches for the body, only the other members
+ * are parsed, the bulky one is null in the tree and *bulky_text has its
+ * text, compact (malloc'd). Otherwise (and when the member is absent)
+ * *bulky_text is NULL and the tree holds everything. */
+json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
+                             char **bulky_text);
 /* A duration given as seconds (number) or a string ("250ms", "30s"). 0 or
  * ACKD_EINVAL. */
 int api_duration(const json_t *v, int64_t *ms);

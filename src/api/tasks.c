@@ -28,9 +28,12 @@ static int is_http_url(const char *s)
 }
 
 /* Fills an item from one task object of a request; answers 422 and returns
- * -1 on a bad field. `prefix` names the item in messages ("tasks[3].") */
+ * -1 on a bad field. `prefix` names the item in messages ("tasks[3].").
+ * payload_text: the payload already as text (api_body_object_with), taken
+ * over; NULL: dumped from obj. */
 static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_conf_t *q,
-                       json_t *obj, ackd_tq_item_t *it, const char *prefix, int64_t now)
+                       json_t *obj, char *payload_text, ackd_tq_item_t *it, const char *prefix,
+                       int64_t now)
 {
     static const char *const known[] = {"payload", "delay", "run_at", "priority", "max_attempts",
                                         "timeout", "callback_url", "idempotency_key", NULL};
@@ -43,6 +46,7 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
         for (int i = 0; known[i]; i++)
             ok |= strcmp(key, known[i]) == 0;
         if (!ok) {
+            ackd_free(payload_text);
             snprintf(field, sizeof field, "%s%s", prefix, key);
             api_bad_field(req, field, "a known field (payload, delay, run_at, priority, "
                                       "max_attempts, timeout, callback_url)");
@@ -51,16 +55,20 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
     }
     ackd_task_t *t = &it->task;
     ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
+    if (payload_text) {
+        t->payload = payload_text;
+    } else {
+        json_t *payload = json_object_get(obj, "payload");
+        char *text = json_dumps(payload ? payload : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        t->payload = ackd_strdup(text);
+        free(text);
+    }
 #define BAD(name, expected)                                                                        \
     do {                                                                                           \
         snprintf(field, sizeof field, "%s%s", prefix, name);                                       \
         api_bad_field(req, field, expected);                                                       \
         return -1;                                                                                 \
     } while (0)
-    json_t *payload = json_object_get(obj, "payload");
-    char *text = json_dumps(payload ? payload : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    t->payload = ackd_strdup(text);
-    free(text);
     int64_t ms;
     if ((v = json_object_get(obj, "delay"))) {
         if (api_duration(v, &ms) != 0)
@@ -203,14 +211,15 @@ static void on_submit(ackd_http_req_t *req, void *data)
     const ackd_queue_conf_t *q = find_queue(req, api);
     if (!q)
         return;
-    json_t *body = api_body_object(req, 0);
+    char *payload_text;
+    json_t *body = api_body_object_with(req, 0, "payload", &payload_text);
     if (!body)
         return;
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued_done, NULL);
     op->items = ackd_calloc(1, sizeof *op->items);
     op->nitems = 1;
     int64_t now = ackd_now_ms();
-    if (decode_task(req, api, q, body, &op->items[0], "", now) != 0) {
+    if (decode_task(req, api, q, body, payload_text, &op->items[0], "", now) != 0) {
         json_decref(body);
         ackd_tq_op_free(op);
         return;
@@ -264,7 +273,7 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
             ackd_tq_op_free(op);
             return;
         }
-        if (decode_task(req, api, q, item, &op->items[i], prefix, now) != 0) {
+        if (decode_task(req, api, q, item, NULL, &op->items[i], prefix, now) != 0) {
             json_decref(body);
             ackd_tq_op_free(op);
             return;

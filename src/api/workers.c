@@ -140,16 +140,25 @@ static ackd_http_response_t *lease_call_answer(ackd_tq_op_t *op)
 
 API_ANSWER(lease_call_answer)
 
-static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body)
+/* bulky: a member whose text the call stores as it is (complete's result),
+ * handed back in *bulky_text (see api_body_object_with); NULL for none. */
+static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body,
+                              const char *bulky, char **bulky_text)
 {
     const char *id = api_task_id(req);
+    char *unused;
+    if (!bulky_text)
+        bulky_text = &unused;
+    *bulky_text = NULL;
     if (!id)
         return NULL;
-    *body = api_body_object(req, 0);
+    *body = api_body_object_with(req, 0, bulky, bulky_text);
     if (!*body)
         return NULL;
     json_t *lease = json_object_get(*body, "lease_id");
     if (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
+        ackd_free(*bulky_text);
+        *bulky_text = NULL;
         json_decref(*body);
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;
@@ -196,7 +205,7 @@ static const char *read_progress(json_t *body, ackd_tq_op_t *op, const char **ex
 static void on_heartbeat(ackd_http_req_t *req, void *data)
 {
     json_t *body;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_HEARTBEAT, &body);
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_HEARTBEAT, &body, NULL, NULL);
     if (!op)
         return;
     json_t *v;
@@ -222,11 +231,13 @@ static void on_heartbeat(ackd_http_req_t *req, void *data)
 static void on_complete(ackd_http_req_t *req, void *data)
 {
     json_t *body;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_COMPLETE, &body);
+    char *result_text;
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_COMPLETE, &body, "result", &result_text);
     if (!op)
         return;
     json_t *v = json_object_get(body, "response");
     if (v) {
+        ackd_free(result_text); /* a route task's answer wins over a result */
         /* a route task's answer: {status, headers, body} */
         json_t *st = json_object_get(v, "status");
         if (!json_is_object(v) || !json_is_integer(st) || json_integer_value(st) < 100 ||
@@ -239,6 +250,8 @@ static void on_complete(ackd_http_req_t *req, void *data)
         json_t *answer = api_answer_from_worker(v);
         op->result = dump(answer);
         json_decref(answer);
+    } else if (result_text) {
+        op->result = result_text;
     } else {
         v = json_object_get(body, "result");
         op->result = dump(v ? v : json_null());
@@ -250,7 +263,7 @@ static void on_complete(ackd_http_req_t *req, void *data)
 static void on_fail(ackd_http_req_t *req, void *data)
 {
     json_t *body;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_FAIL, &body);
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_FAIL, &body, NULL, NULL);
     if (!op)
         return;
     op->retry = true;

@@ -8,6 +8,7 @@ Most cases share one server and take a queue of their own from a pool, so
 a claim only ever sees the test's own tasks; cases that need other
 settings (keys, a short retention) start their own server."""
 
+import json
 import time
 
 import pytest
@@ -118,6 +119,35 @@ def test_submit_without_payload_stores_null(api, q):
     r = api.post(f"/v1/queues/{q}/tasks", {})
     assert r.status_code == 202, r.text
     assert api.claim_one(q, wait=5)["payload"] is None
+
+
+@pytest.mark.parametrize("body,payload", [
+    # ASCII, plain escapes: the payload's text is kept, without the whitespace
+    (b'{ "payload" : {"a" : [1, 2.50, -0, 1e-3], "s": "x \\" \\/ y"} , "priority": 3 }',
+     '{"a":[1,2.50,-0,1e-3],"s":"x \\" \\/ y"}'),
+    # what jansson must read (\u escapes, UTF-8): the same value, compact
+    (b'{"payload": {"name": "caf\\u00e9 \xc3\xa9"}, "priority": 3}', None),
+])
+def test_payload_text_is_stored_compact_on_both_parsers(api, q, body, payload):
+    r = api.post(f"/v1/queues/{q}/tasks", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, r.text
+    r = api.claim(q, max=1, wait=5)
+    assert r.status_code == 200, r.text
+    c = r.json()["tasks"][0]
+    assert c["payload"] == json.loads(body)["payload"]
+    assert api.task(c["id"])["priority"] == 3
+    if payload is not None:  # the claim's text carries it as sent, compact
+        assert '"payload":' + payload in r.text, r.text
+    # a worker's result takes the same two ways
+    result = b'{"lease_id": "%s", "result": {"ok" : true, "v": "\\u00e9", "n": [1.0]}}'
+    r = api.post(f"/v1/tasks/{c['id']}/complete", data=result % c["lease_id"].encode(),
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert api.task(c["id"])["result"] == {"ok": True, "v": "\u00e9", "n": [1.0]}
+    # a repeated key, even deep in the payload, is still malformed
+    r = api.post(f"/v1/queues/{q}/tasks", data=b'{"payload": {"a": {"b": 1, "b": 2}}}',
+                 headers={"Content-Type": "application/json"})
+    problem(r, 400, "malformed-json")
 
 
 def test_delay_and_run_at_set_next_attempt_at(api, q):
