@@ -15,9 +15,12 @@
 #      (1000 a request; its rate is the batched-enqueue figure), then drained
 #      by worker loops (bench/queue/qbench.c): WORKERS (4) workers, each
 #      claiming MAX (50) tasks at a time and completing each with its own
-#      request over a pool of CONNS (8) keep-alive connections. A second
-#      drain runs SEQ_WORKERS (8) plain loops (one connection each: claim 50,
-#      complete them one after another).
+#      request over a pool of CONNS (25) keep-alive connections: 100
+#      completions in flight, between the peers' consumers (BullMQ worker
+#      concurrency 50, RabbitMQ 2 consumers x prefetch 100). The same with
+#      SMALL_CONNS (8) per worker (32 in flight, the figure sessions 1-2
+#      reported). A last drain runs SEQ_WORKERS (8) plain loops (one
+#      connection each: claim 50, complete them one after another).
 #  (c) idle end-to-end latency: a worker parked in claim (wait 30 s), the
 #      producer submits one task; the time from the start of the submit to
 #      the claim's answer, LAT_N (1000) sequential tasks 2 ms apart, p50/p99.
@@ -51,8 +54,9 @@ else
   FILL=${FILL:-50000}
 fi
 PEERS=${PEERS-"fsync beanstalkd bullmq postgres rabbitmq"}
-WORKERS=${WORKERS:-4} CONNS=${CONNS:-8} MAX=${MAX:-50} SEQ_WORKERS=${SEQ_WORKERS:-8}
-for v in N REPS LAT_N DUR FILL WORKERS CONNS MAX SEQ_WORKERS; do
+WORKERS=${WORKERS:-4} CONNS=${CONNS:-25} SMALL_CONNS=${SMALL_CONNS:-8} MAX=${MAX:-50}
+SEQ_WORKERS=${SEQ_WORKERS:-8}
+for v in N REPS LAT_N DUR FILL WORKERS CONNS SMALL_CONNS MAX SEQ_WORKERS; do
   [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -gt 0 ]] || { echo "bench: $v must be a positive integer" >&2; exit 2; }
 done
 for p in $PEERS; do
@@ -127,6 +131,9 @@ for rep in $(seq "$REPS"); do
   measure "$OUT" "ackd tasks:batch fill" timeout 300 "$QB" fill "$PORT" bench "$FILL" 1000 "$PAYLOAD"
   measure "$OUT" "ackd claim+complete (worker pools)" \
       timeout 300 "$QB" work "$PORT" bench "$WORKERS" "$CONNS" "$MAX" 240
+  timeout 300 "$QB" fill "$PORT" bench "$FILL" 1000 "$PAYLOAD" >/dev/null
+  measure "$OUT" "ackd claim+complete (worker pools, $((WORKERS * SMALL_CONNS)) in flight)" \
+      timeout 300 "$QB" work "$PORT" bench "$WORKERS" "$SMALL_CONNS" "$MAX" 240
   timeout 300 "$QB" fill "$PORT" bench "$FILL" 1000 "$PAYLOAD" >/dev/null
   measure "$OUT" "ackd claim+complete (sequential loops)" \
       timeout 300 "$QB" work "$PORT" bench "$SEQ_WORKERS" 1 "$MAX" 240
