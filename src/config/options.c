@@ -86,7 +86,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {Q(connect_timeout_ms), .name = "connect_timeout", DUR, .min = 10 * MS, .max = 5 * MIN, .def = "5s", .doc = "push: TCP connect timeout"},
     {Q(deadline_ms), .name = "deadline", DUR, .min = 0, .max = 30 * DAY, .def = "0", .doc = "a task fails this long after creation; 0: no deadline"},
     {Q(retention_ms), .name = "retention", DUR, .min = SEC, .max = 365 * DAY, .def = "7d", .doc = "finished tasks and their results are purged after this"},
-    {Q(concurrency), .name = "concurrency", INT, .min = 0, .max = 100000, .def = "0", .doc = "push: upstream calls in flight; 0: unlimited"},
+    {Q(concurrency), .name = "concurrency", INT, .min = 0, .max = 100000, .def = "256", .doc = "push: upstream calls in flight; 0: unlimited (10 000)"},
     {Q(rate), .name = "rate", .type = ACKD_CONFIG_DOUBLE, .min = 0, .max = 1000000, .def = "0", .doc = "push: upstream calls per second; 0: unlimited"},
     {Q(max_result_size), .name = "max_result_size", SIZE, .min = 0, .max = 64 * MIB, .def = "1m", .doc = "push: bytes of an upstream answer kept as the result"},
     {Q(forward_headers), .name = "forward_headers", STR, .check = ackd_config_check_header_names, .form = "header names separated by spaces or commas", .def = "accept accept-language user-agent", .doc = "push: client headers forwarded upstream (besides Content-Type and ackd's own)"},

@@ -141,7 +141,7 @@ static const char *const sql[S_COUNT] = {
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
                       " cancel_requested=?14, lease_ms=?15, event_seq=?16, attempt_started_at=?17"
                       " WHERE id = ?1",
-    [S_CLAIMABLE] = "SELECT id FROM tasks WHERE queue = ?1 AND state = 0"
+    [S_CLAIMABLE] = "SELECT " TASK_COLS " FROM tasks WHERE queue = ?1 AND state = 0"
                     " AND (due_at <= ?2 OR due_at <= created_at)"
                     " ORDER BY priority DESC, due_at, created_at, id LIMIT ?",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
@@ -742,7 +742,7 @@ static int collect_ids(ackd_store_conn_t *c, sqlite3_stmt *s, int limit, char (*
 }
 
 static int sq_task_claimable(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
-                             char (*ids)[ACKD_ID_MAX], int *n)
+                             ackd_task_t *out, int *n)
 {
     sqlite3_stmt *s = stmt(c, S_CLAIMABLE);
     if (!s)
@@ -750,7 +750,16 @@ static int sq_task_claimable(ackd_store_conn_t *c, const char *queue, int64_t no
     bind_text(s, 1, queue);
     sqlite3_bind_int64(s, 2, now);
     sqlite3_bind_int(s, 3, limit);
-    return collect_ids(c, s, limit, ids, n, "claimable");
+    int rc = SQLITE_DONE;
+    *n = 0;
+    while (*n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        read_task(s, &out[(*n)++]);
+    sqlite3_reset(s);
+    if (*n == limit || rc == SQLITE_DONE)
+        return 0;
+    while (*n > 0)
+        ackd_task_clear(&out[--*n]);
+    return fail(c, "claimable");
 }
 
 static int sq_task_expired(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],

@@ -174,11 +174,12 @@ typedef struct {
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
      * result, error, progress, cancel_requested, lease_ms, event_seq). */
     int (*task_update)(ackd_store_conn_t *c, ackd_task_t *t);
-    /* Ids of queued tasks of `queue` due at `now` (or due when written:
-     * due_at <= created_at), by priority then due time
-     * (skipping rows locked by others). ids: limit * ACKD_ID_MAX bytes. */
+    /* The queued tasks of `queue` due at `now` (or due when written:
+     * due_at <= created_at), by priority then due time, whole rows read for
+     * update like task_get (skipping rows locked by others); out holds
+     * `limit` tasks, each to be cleared by the caller. */
     int (*task_claimable)(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
-                          char (*ids)[ACKD_ID_MAX], int *n);
+                          ackd_task_t *out, int *n);
     /* Ids of processing tasks whose lease expired at `now`. */
     int (*task_expired)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
                         int *n);

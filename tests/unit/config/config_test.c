@@ -97,7 +97,7 @@ TEST(config_queue_and_route_defaults)
     CHECK_INT(q->connect_timeout_ms, 5000);
     CHECK_INT(q->deadline_ms, 0);
     CHECK_INT(q->retention_ms, 7LL * 86400000);
-    CHECK_INT(q->concurrency, 0);
+    CHECK_INT(q->concurrency, 256); /* a burst of due tasks is bounded */
     CHECK(q->rate == 0);
     CHECK_INT(q->max_result_size, 1 << 20);
     CHECK_INT(c.nroutes, 1);
