@@ -29,6 +29,13 @@
  *      are in it, which is all the due timer needs. An immediate task has
  *      due_at = created_at and is claimable even if the wall clock steps
  *      back under it.
+ *   5  task_bodies: a task's payload and a route task's request when they
+ *      are large (over INLINE_BODIES_MAX bytes together), written once and
+ *      read only by claims (and so by the dispatcher). Every change of state
+ *      rewrites the task row whole, twice per task: with 4 KiB payloads,
+ *      claim+complete went from ~8 000 to ~10 400/s. Small bodies stay in
+ *      the row (tasks.payload, tasks.request): a second row per submit cost
+ *      8 % of the submit rate and ~30 µs of idle latency for 200 bytes.
  * Checkpoints (copying the WAL back into the database file) run on a thread
  * of their own (ckpt_t below), not inside the committer's COMMIT.
  *
@@ -104,6 +111,13 @@ static const char *const migrations[] = {
     "DELETE FROM attempts WHERE ended_at IS NULL;"
     "DROP INDEX IF EXISTS tasks_due;"
     "CREATE INDEX tasks_delayed ON tasks(due_at) WHERE state = 0 AND due_at > created_at;",
+    /* 5 (the 512 is INLINE_BODIES_MAX) */
+    "CREATE TABLE task_bodies ("
+    " task_id TEXT PRIMARY KEY NOT NULL, payload TEXT, request TEXT) WITHOUT ROWID;"
+    "INSERT INTO task_bodies (task_id, payload, request) SELECT id, payload, request FROM tasks"
+    " WHERE COALESCE(LENGTH(payload), 0) + COALESCE(LENGTH(request), 0) > 512;"
+    "UPDATE tasks SET payload = NULL, request = NULL"
+    " WHERE id IN (SELECT task_id FROM task_bodies);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -113,6 +127,24 @@ static const char *const migrations[] = {
     " result, error, progress_pct, progress_msg, correlation_id, traceparent, callback_url,"       \
     " idem_key, cancel_requested, event_seq, lease_ms, attempt_started_at"
 
+/* Bodies (payload + request) of up to this many bytes stay in the task row. */
+#define INLINE_BODIES_MAX 512
+
+/* What reads return: TASK_COLS without the bodies (NULL), for task_get and
+ * lists, or with them from the row or from `task_bodies b` (claims). */
+#define TASK_COLS_BEFORE_BODIES                                                                    \
+    "t.id, t.tenant, t.queue, t.state, t.priority, t.due_at, t.attempts, t.max_attempts,"          \
+    " t.timeout_ms, t.lease_id, t.lease_expires_at, t.created_at, t.updated_at, t.finished_at,"    \
+    " t.deadline_at, "
+#define TASK_COLS_AFTER_BODIES                                                                     \
+    ", t.result, t.error, t.progress_pct, t.progress_msg, t.correlation_id, t.traceparent,"        \
+    " t.callback_url, t.idem_key, t.cancel_requested, t.event_seq, t.lease_ms,"                    \
+    " t.attempt_started_at"
+#define TASK_COLS_NO_BODIES TASK_COLS_BEFORE_BODIES "NULL, NULL" TASK_COLS_AFTER_BODIES
+#define TASK_COLS_WITH_BODIES                                                                      \
+    TASK_COLS_BEFORE_BODIES "COALESCE(b.payload, t.payload), COALESCE(b.request, t.request)"       \
+        TASK_COLS_AFTER_BODIES
+
 #define DLV_COLS                                                                                   \
     "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
     " last_error, traceparent"
@@ -121,7 +153,7 @@ enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_NEXT_DUE, S_NEXT_EXPIRY,
     S_STATS_COUNTS, S_COUNT_ADD, S_TASK_STATE, S_STATS_OLDEST,
-    S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS,
+    S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS, S_PURGE_BODIES, S_BODIES_INSERT,
     S_ATT_INSERT, S_ATT_LIST,
     S_IDEM_GET, S_IDEM_INSERT, S_IDEM_PURGE,
     S_EV_INSERT, S_EV_LIST, S_EV_QUEUE, S_EV_QUEUE_LAST, S_TASKS_AFTER, S_TASKS_LAST, S_PURGE_EVENTS, S_PURGE_TRIES, S_PURGE_DELIVERIES,
@@ -135,15 +167,17 @@ static const char *const sql[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_TASK_INSERT] = "INSERT INTO tasks (" TASK_COLS ") VALUES "
                       "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
+    [S_TASK_GET] = "SELECT " TASK_COLS_NO_BODIES " FROM tasks t WHERE id = ?",
     [S_TASK_UPDATE] = "UPDATE tasks SET state=?2, due_at=?3, attempts=?4, max_attempts=?5,"
                       " lease_id=?6, lease_expires_at=?7, updated_at=?8, finished_at=?9,"
                       " result=?10, error=?11, progress_pct=?12, progress_msg=?13,"
                       " cancel_requested=?14, lease_ms=?15, event_seq=?16, attempt_started_at=?17"
                       " WHERE id = ?1",
-    [S_CLAIMABLE] = "SELECT " TASK_COLS " FROM tasks WHERE queue = ?1 AND state = 0"
-                    " AND (due_at <= ?2 OR due_at <= created_at)"
-                    " ORDER BY priority DESC, due_at, created_at, id LIMIT ?",
+    [S_CLAIMABLE] = "SELECT " TASK_COLS_WITH_BODIES " FROM tasks t"
+                    " LEFT JOIN task_bodies b ON b.task_id = t.id"
+                    " WHERE t.queue = ?1 AND t.state = 0"
+                    " AND (t.due_at <= ?2 OR t.due_at <= t.created_at)"
+                    " ORDER BY t.priority DESC, t.due_at, t.created_at, t.id LIMIT ?3",
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
                   " ORDER BY lease_expires_at LIMIT ?",
     [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"
@@ -160,6 +194,8 @@ static const char *const sql[S_COUNT] = {
                        " AND finished_at < ? ORDER BY finished_at LIMIT ?",
     [S_PURGE_TASK] = "DELETE FROM tasks WHERE id = ?",
     [S_PURGE_ATTEMPTS] = "DELETE FROM attempts WHERE task_id = ?",
+    [S_PURGE_BODIES] = "DELETE FROM task_bodies WHERE task_id = ?",
+    [S_BODIES_INSERT] = "INSERT INTO task_bodies (task_id, payload, request) VALUES (?, ?, ?)",
     [S_ATT_INSERT] = "INSERT INTO attempts (task_id, n, started_at, ended_at, outcome, error,"
                      " lease_id) VALUES (?,?,?,?,?,?,?)",
     [S_ATT_LIST] = "SELECT n, started_at, ended_at, outcome, error, lease_id FROM attempts"
@@ -592,8 +628,10 @@ static int task_insert_row(ackd_store_conn_t *c, const ackd_task_t *t)
     sqlite3_bind_int64(s, i++, t->updated_at);
     bind_time(s, i++, t->finished_at);
     bind_time(s, i++, t->deadline_at);
-    bind_text(s, i++, t->payload);
-    bind_text(s, i++, t->request);
+    size_t bodies = (t->payload ? strlen(t->payload) : 0) + (t->request ? strlen(t->request) : 0);
+    bool out_of_row = bodies > INLINE_BODIES_MAX;
+    bind_text(s, i++, out_of_row ? NULL : t->payload);
+    bind_text(s, i++, out_of_row ? NULL : t->request);
     bind_text(s, i++, t->result);
     bind_text(s, i++, t->error);
     if (t->progress_pct >= 0)
@@ -609,7 +647,16 @@ static int task_insert_row(ackd_store_conn_t *c, const ackd_task_t *t)
     sqlite3_bind_int(s, i++, t->event_seq > 0 ? t->event_seq : 1);
     sqlite3_bind_int64(s, i++, t->lease_ms);
     bind_time(s, i++, t->attempt_started_at);
-    return exec_stmt(c, s, "task insert");
+    int rc = exec_stmt(c, s, "task insert");
+    if (rc || !out_of_row)
+        return rc;
+    s = stmt(c, S_BODIES_INSERT);
+    if (!s)
+        return ACKD_EIO;
+    bind_text(s, 1, t->id);
+    bind_text(s, 2, t->payload);
+    bind_text(s, 3, t->request);
+    return exec_stmt(c, s, "task bodies insert");
 }
 
 static void read_task(sqlite3_stmt *s, ackd_task_t *t)
@@ -798,8 +845,8 @@ static int sq_next_expiry(ackd_store_conn_t *c, int64_t *expires_at)
 
 static int sq_task_list(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n)
 {
-    char q[512];
-    int len = snprintf(q, sizeof q, "SELECT " TASK_COLS " FROM tasks WHERE 1");
+    char q[1024]; /* the longest, every filter on, is ~520 bytes */
+    int len = snprintf(q, sizeof q, "SELECT " TASK_COLS_NO_BODIES " FROM tasks t WHERE 1");
     if (f->tenant)
         len += snprintf(q + len, sizeof q - (size_t)len, " AND tenant = :tenant");
     if (f->queue)
@@ -872,7 +919,7 @@ static int sq_purge(ackd_store_conn_t *c, const char *queue, int64_t before, int
         sqlite3_reset(s);
     }
     static const int cascade[] = {S_PURGE_ATTEMPTS, S_PURGE_EVENTS, S_PURGE_TRIES,
-                                  S_PURGE_DELIVERIES, S_PURGE_TASK};
+                                  S_PURGE_DELIVERIES, S_PURGE_BODIES, S_PURGE_TASK};
     for (int i = 0; rc == 0 && i < n; i++) {
         for (size_t k = 0; rc == 0 && k < sizeof cascade / sizeof cascade[0]; k++) {
             sqlite3_stmt *d = stmt(c, cascade[k]);

@@ -169,14 +169,17 @@ typedef struct {
 
     /* Sets t->stored_state, like task_get and task_update. */
     int (*task_insert)(ackd_store_conn_t *c, ackd_task_t *t);
-    /* Reads a task; in a write transaction, locks it for update. */
+    /* Reads a task, without its bodies (payload and request stay NULL: they
+     * are written once, by task_insert, and only claims need them); in a
+     * write transaction, locks it for update. */
     int (*task_get)(ackd_store_conn_t *c, const char *id, ackd_task_t *out);
     /* Writes the mutable fields of t (state, due, attempts, lease, times,
      * result, error, progress, cancel_requested, lease_ms, event_seq). */
     int (*task_update)(ackd_store_conn_t *c, ackd_task_t *t);
     /* The queued tasks of `queue` due at `now` (or due when written:
-     * due_at <= created_at), by priority then due time, whole rows read for
-     * update like task_get (skipping rows locked by others); out holds
+     * due_at <= created_at), by priority then due time, whole rows with
+     * their payload and request, read for update like task_get (skipping
+     * rows locked by others); out holds
      * `limit` tasks, each to be cleared by the caller. */
     int (*task_claimable)(ackd_store_conn_t *c, const char *queue, int64_t now, int limit,
                           ackd_task_t *out, int *n);

@@ -312,7 +312,7 @@ TQ_TEST(tq_enqueue_then_get)
     CHECK_INT(op->task.attempts, 0);
     CHECK_INT(op->task.max_attempts, 2);
     CHECK(op->task.due_at >= before && op->task.due_at <= ackd_now_ms());
-    CHECK_STR(op->task.payload, "{\"n\":1}");
+    CHECK(op->task.payload == NULL); /* a read leaves the body: claims carry it */
     CHECK(op->task.lease_id[0] == '\0');
     CHECK_INT(op->nattempts, 0);
     ackd_tq_op_free(op);
@@ -341,6 +341,7 @@ TQ_TEST(tq_claim_sets_lease_and_attempt)
     CHECK_INT(op->ntasks, 1);
     ackd_task_t *t = &op->tasks[0];
     CHECK_STR(t->id, id);
+    CHECK_STR(t->payload, "{\"n\":1}");
     CHECK_INT(t->state, ACKD_TASK_PROCESSING);
     CHECK_INT(t->attempts, 1);
     CHECK(ackd_id_valid("lse_", t->lease_id));

@@ -108,7 +108,7 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-#define CURRENT_SCHEMA 4
+#define CURRENT_SCHEMA 5
 
 static void open_creates_schema_body(fx_t *f)
 {
@@ -195,6 +195,10 @@ static const char schema_v1[] =
     " ('tsk_run', 't1', 'q', 1, 0, 5, 2, 3, 0, 'lse_2', 90000, 5, 30, '{}');"
     "INSERT INTO attempts VALUES ('tsk_run', 1, 10, 20, 'retry', NULL, 'lse_1');"
     "INSERT INTO attempts VALUES ('tsk_run', 2, 30, NULL, NULL, NULL, 'lse_2');"
+    /* a queued task with a 602-byte payload */
+    "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
+    " timeout_ms, created_at, updated_at, payload) VALUES ('tsk_big', 't1', 'q', 0, 0, 5, 0, 3,"
+    " 0, 5, 5, '\"' || printf('%.600c', 'x') || '\"');"
     "PRAGMA user_version = 1;";
 
 static void migrates_v1_body(fx_t *f)
@@ -204,7 +208,16 @@ static void migrates_v1_body(fx_t *f)
     CHECK_INT(user_version(f->path), CURRENT_SCHEMA);
     ackd_task_t t = {0};
     CHECK_INT(B->task_get(f->c, "tsk_old", &t), 0);
-    CHECK_STR(t.payload, "{\"v\":1}");
+    /* v5: a small payload stays in its row, a large one moved to task_bodies;
+     * task_get reads neither */
+    CHECK(t.payload == NULL);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM tasks WHERE id = 'tsk_old'"
+                                 " AND payload = '{\"v\":1}'"), 1);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM task_bodies WHERE task_id = 'tsk_big'"
+                                 " AND LENGTH(payload) = 602 AND request IS NULL"), 1);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM tasks WHERE id = 'tsk_big'"
+                                 " AND payload IS NULL"), 1);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM task_bodies"), 1);
     CHECK_INT(t.state, ACKD_TASK_COMPLETED);
     CHECK_INT(t.event_seq, 1); /* old tasks start at their implied task.queued */
     ackd_task_clear(&t);
@@ -212,7 +225,16 @@ static void migrates_v1_body(fx_t *f)
     CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
     CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 1);
-    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 0);
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1); /* tsk_big */
+    ackd_task_t rows[2];
+    int nrows = 0;
+    CHECK_INT(B->task_claimable(f->c, "q", 10, 2, rows, &nrows), 0);
+    CHECK_INT(nrows, 1);
+    int big_ok = strcmp(rows[0].id, "tsk_big") == 0 && rows[0].payload &&
+                 strlen(rows[0].payload) == 602;
+    for (int i = 0; i < nrows; i++)
+        ackd_task_clear(&rows[i]);
+    CHECK(big_ok);
     /* v4: the running attempt moved into its task's row, the ended one stays */
     CHECK_INT(B->task_get(f->c, "tsk_run", &t), 0);
     CHECK_INT(t.attempt_started_at, 30);
@@ -308,8 +330,7 @@ static void roundtrip_body(fx_t *f)
     CHECK_INT(g.updated_at, t.updated_at);
     CHECK_INT(g.finished_at, t.finished_at);
     CHECK_INT(g.deadline_at, t.deadline_at);
-    CHECK_STR(g.payload, t.payload);
-    CHECK_STR(g.request, t.request);
+    CHECK(g.payload == NULL && g.request == NULL); /* bodies: read by claims only */
     CHECK_STR(g.result, t.result);
     CHECK_STR(g.error, t.error);
     CHECK_INT(g.progress_pct, t.progress_pct);
@@ -366,7 +387,20 @@ static void roundtrip_body(fx_t *f)
     CHECK_INT(g.event_seq, 4);
     CHECK_INT(g.attempt_started_at, 0);
     CHECK_INT(g.timeout_ms, asked);
-    CHECK_STR(g.payload, "{\"amount\":100,\"s\":\"\\u00e9\"}");
+    CHECK(g.payload == NULL);
+    ackd_task_clear(&g);
+    /* the bodies as inserted (an update cannot touch them), now that it is queued */
+    ackd_task_t rows[2];
+    int nrows = 0;
+    CHECK_INT(B->task_claimable(f->c, "payments", 1700000000123, 2, rows, &nrows), 0);
+    CHECK_INT(nrows, 1);
+    int bodies_ok = strcmp(rows[0].payload, "{\"amount\":100,\"s\":\"\\u00e9\"}") == 0 &&
+                    strcmp(rows[0].request, "{\"method\":\"POST\",\"path\":\"/pay\"}") == 0 &&
+                    strcmp(rows[0].correlation_id, "req-123") == 0;
+    for (int i = 0; i < nrows; i++)
+        ackd_task_clear(&rows[i]);
+    CHECK(bodies_ok);
+    CHECK_INT(B->task_get(f->c, t.id, &g), 0);
     CHECK_INT(g.created_at, 1700000000001);
     CHECK_STR(g.correlation_id, "req-123");
     ackd_task_clear(&g);
@@ -617,6 +651,10 @@ static int insert_finished(fx_t *f, const char *id, const char *queue, int state
     ackd_task_t t = mk(id, queue, state, 0, 1);
     t.finished_at = finished;
     t.attempts = 1;
+    ackd_free(t.payload);
+    t.payload = ackd_malloc(1001);
+    memset(t.payload, '7', 1000); /* a number of 1000 digits: over INLINE_BODIES_MAX */
+    t.payload[1000] = '\0';
     int rc = B->task_insert(f->c, &t);
     ackd_attempt_t a = {.n = 1, .started_at = 1, .ended_at = finished, .outcome = "completed"};
     if (rc == 0)
@@ -705,6 +743,11 @@ static void purge_body(fx_t *f)
     CHECK(!exists(f, "tsk_old_failed"));
     CHECK(exists(f, "tsk_old_canceled"));
     CHECK_INT(attempts_of(f, "tsk_old_done"), 0);
+    /* and its body (insert_finished gives each a body too large for its row) */
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM task_bodies WHERE task_id = 'tsk_old_done'"),
+              0);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM task_bodies WHERE task_id = 'tsk_edge'"),
+              1);
     CHECK_INT(B->purge(f->c, "q", 1000, 100, &deleted), 0);
     CHECK_INT(deleted, 1);
     CHECK(!exists(f, "tsk_old_canceled"));
