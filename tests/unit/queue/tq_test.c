@@ -328,6 +328,37 @@ TQ_TEST(tq_enqueue_then_get)
     CHECK(st.oldest_queued_at >= before);
 }
 
+/* An operation that fails part-way leaves nothing behind: here the second
+ * task of a batch has the first one's id, so its insert fails after the
+ * first one's succeeded. The batch is rolled back. */
+TQ_TEST(tq_operation_failing_part_way_changes_nothing)
+{
+    char kept[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", kept), 0);
+    ackd_tq_op_t *op = enqueue_op(f, "t1", "q", 2);
+    memcpy(op->items[1].task.id, op->items[0].task.id, ACKD_ID_MAX);
+    char first[ACKD_ID_MAX];
+    memcpy(first, op->items[0].task.id, ACKD_ID_MAX);
+    int saved = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF; /* the refused insert and the rollback log errors */
+    op = run(op);
+    ackd_log_level = saved;
+    CHECK(op != NULL);
+    CHECK_INT(op->status, ACKD_EIO);
+    ackd_tq_op_free(op);
+    op = get(f, first);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, ACKD_ENOENT); /* its first task was not committed */
+    ackd_tq_op_free(op);
+    ackd_queue_stats_t st = stats(f, "q");
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1); /* nor counted */
+    /* and the store goes on */
+    char next[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", next), 0);
+    st = stats(f, "q");
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 2);
+}
+
 /* --- claim --- */
 
 TQ_TEST(tq_claim_sets_lease_and_attempt)
