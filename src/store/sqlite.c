@@ -356,6 +356,99 @@ static int exec_simple(ackd_store_conn_t *c, int which)
 
 /* --- schema --- */
 
+static bool has_column(sqlite3 *db, const char *table, const char *column)
+{
+    sqlite3_stmt *s;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &s,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
+        found = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_finalize(s);
+    }
+    return found;
+}
+
+/* Migration 2 was changed in place while ackd was unreleased: files written
+ * by the first version of it have events without id and queue, and
+ * deliveries without traceparent. They are given the columns here (the
+ * events table rebuilt in id order, each event taking its task's queue), so
+ * those files work instead of failing every change of state. */
+static int repair(ackd_store_conn_t *c, char *err, size_t errlen)
+{
+    static const char rebuild_events[] =
+        "BEGIN IMMEDIATE;"
+        "ALTER TABLE events RENAME TO events_v2_early;"
+        "CREATE TABLE events ("
+        " id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, seq INTEGER NOT NULL, queue TEXT NOT NULL,"
+        " type TEXT NOT NULL, at INTEGER NOT NULL, data TEXT);"
+        "CREATE UNIQUE INDEX events_task ON events(task_id, seq);"
+        "INSERT INTO events (task_id, seq, queue, type, at, data)"
+        " SELECT e.task_id, e.seq, COALESCE(t.queue, ''), e.type, e.at, e.data"
+        " FROM events_v2_early e LEFT JOIN tasks t ON t.id = e.task_id ORDER BY e.at, e.task_id, e.seq;"
+        "DROP TABLE events_v2_early;"
+        "COMMIT;";
+    char *msg = NULL;
+    int rc = SQLITE_OK;
+    if (!has_column(c->db, "deliveries", "traceparent"))
+        rc = sqlite3_exec(c->db, "ALTER TABLE deliveries ADD COLUMN traceparent TEXT", NULL, NULL,
+                          &msg);
+    if (rc == SQLITE_OK && !has_column(c->db, "events", "queue"))
+        rc = sqlite3_exec(c->db, rebuild_events, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "cannot bring the tables of an early schema 2 up to date: %s",
+             msg ? msg : sqlite3_errmsg(c->db));
+    sqlite3_free(msg);
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return ACKD_EIO;
+}
+
+/* Every column the migrations give a new database must be in this one: a
+ * file another build changed is refused at start, by name, instead of
+ * failing requests one by one. */
+static int check_columns(ackd_store_conn_t *c, const char *location, char *err, size_t errlen)
+{
+    sqlite3 *ref;
+    int rc = ACKD_EIO;
+    if (sqlite3_open(":memory:", &ref) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open an in-memory database: %s", sqlite3_errmsg(ref));
+        sqlite3_close(ref);
+        return rc;
+    }
+    for (int v = 0; v < SCHEMA_VERSION; v++)
+        if (sqlite3_exec(ref, migrations[v], NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "the schema does not build: %s", sqlite3_errmsg(ref));
+            sqlite3_close(ref);
+            return rc;
+        }
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ref,
+                           "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p"
+                           " WHERE m.type = 'table' ORDER BY m.name, p.cid",
+                           -1, &s, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot list the schema's columns: %s", sqlite3_errmsg(ref));
+        sqlite3_close(ref);
+        return rc;
+    }
+    rc = 0;
+    while (rc == 0 && sqlite3_step(s) == SQLITE_ROW) {
+        const char *table = (const char *)sqlite3_column_text(s, 0);
+        const char *column = (const char *)sqlite3_column_text(s, 1);
+        if (!has_column(c->db, table, column)) {
+            snprintf(err, errlen,
+                     "%s: table %s has no column %s, which schema version %d has (was the file "
+                     "written by another build of ackd?)",
+                     location, table, column, SCHEMA_VERSION);
+            rc = ACKD_EINVAL;
+        }
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(ref);
+    return rc;
+}
+
 static int migrate(ackd_store_conn_t *c, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
@@ -507,7 +600,8 @@ static int sq_open(const char *location, bool writer, bool sync_full, ackd_store
         sq_close(c);
         return ACKD_EIO;
     }
-    if (writer && migrate(c, err, errlen) != 0) {
+    if (writer && (migrate(c, err, errlen) != 0 || repair(c, err, errlen) != 0 ||
+                   check_columns(c, location, err, errlen) != 0)) {
         sq_close(c);
         return ACKD_EIO;
     }

@@ -272,6 +272,100 @@ TEST(sqlite_migrates_schema_v1_in_place)
     fx_close(&f);
 }
 
+/* The first shape of schema 2, which its migration had before it was
+ * changed in place (unreleased): events without id and queue, deliveries
+ * without traceparent. Files like it are repaired when opened. */
+static const char schema_v2_early[] =
+    "CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
+    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+    " lease_id TEXT, lease_expires_at INTEGER, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, finished_at INTEGER, deadline_at INTEGER, payload TEXT,"
+    " request TEXT, result TEXT, error TEXT, progress_pct INTEGER, progress_msg TEXT,"
+    " correlation_id TEXT, traceparent TEXT, callback_url TEXT, idem_key TEXT,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0, event_seq INTEGER NOT NULL DEFAULT 1,"
+    " lease_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE attempts (task_id TEXT NOT NULL, n INTEGER NOT NULL, started_at INTEGER NOT NULL,"
+    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT, PRIMARY KEY (task_id, n))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE idempotency (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
+    "CREATE TABLE events ( task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,"
+    " at INTEGER NOT NULL, data TEXT, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE deliveries (id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL, url TEXT NOT NULL,"
+    " type TEXT NOT NULL, body TEXT NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
+    " state INTEGER NOT NULL, tries INTEGER NOT NULL, next_at INTEGER, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, last_error TEXT) WITHOUT ROWID;"
+    "CREATE TABLE delivery_tries (delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " duration_ms INTEGER, status INTEGER, error TEXT, excerpt TEXT,"
+    " PRIMARY KEY (delivery_id, n)) WITHOUT ROWID;"
+    "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
+    " timeout_ms, created_at, updated_at, payload, event_seq) VALUES ('tsk_e', 't1', 'pay', 2, 0,"
+    " 5, 1, 3, 0, 5, 9, '1', 3);"
+    "INSERT INTO events VALUES ('tsk_e', 2, 'task.processing', 6, '{}');"
+    "INSERT INTO events VALUES ('tsk_e', 3, 'task.completed', 9, '{}');"
+    "PRAGMA user_version = 2;";
+
+static void repairs_v2_early_body(fx_t *f)
+{
+    CHECK_INT(exec_sql(f->path, schema_v2_early), SQLITE_OK);
+    CHECK_INT(B->open(f->path, true, true, &f->c, f->err, sizeof f->err), 0);
+    CHECK_INT(user_version(f->path), CURRENT_SCHEMA);
+    /* the old events kept, in order, with their task's queue */
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM events WHERE task_id = 'tsk_e'"
+                                 " AND queue = 'pay' AND id = seq - 1"), 2);
+    /* and new ones go in, as do deliveries with a traceparent */
+    ackd_event_t e = {.seq = 4, .queue = "pay", .type = "task.progress", .at = 10, .data = "{}"};
+    CHECK_INT(B->event_insert(f->c, "tsk_e", &e), 0);
+    ackd_event_t *evs = NULL;
+    int n = 0;
+    CHECK_INT(B->event_list(f->c, "tsk_e", 1, 10, &evs, &n), 0);
+    CHECK_INT(n, 3);
+    for (int i = 0; i < n; i++)
+        ackd_event_clear(&evs[i]);
+    ackd_free(evs);
+    ackd_delivery_t d = {.id = "msg_1", .task_id = "tsk_e", .url = "http://127.0.0.1:9/h",
+                         .type = "task.completed", .body = "{}", .tenant = "t1", .queue = "pay",
+                         .traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                         .next_at = 1, .created_at = 1, .updated_at = 1};
+    CHECK_INT(B->delivery_insert(f->c, &d), 0);
+    CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM deliveries WHERE traceparent IS NOT NULL"),
+              1);
+}
+
+TEST(sqlite_repairs_an_early_schema_2)
+{
+    fx_t f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
+    CHECK(mkdtemp(f.dir) != NULL);
+    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    repairs_v2_early_body(&f);
+    fx_close(&f);
+}
+
+/* A file whose tables lack a column the schema has is refused at open, by
+ * table and column, instead of failing requests later. */
+static void refuses_missing_column_body(fx_t *f)
+{
+    B->close(f->c);
+    f->c = NULL;
+    CHECK_INT(exec_sql(f->path, "ALTER TABLE task_bodies DROP COLUMN request"), SQLITE_OK);
+    CHECK(B->open(f->path, true, true, &f->c, f->err, sizeof f->err) < 0);
+    CHECK(f->c == NULL);
+    CHECK(strstr(f->err, f->path) != NULL);
+    CHECK(strstr(f->err, "table task_bodies has no column request") != NULL);
+}
+
+TEST(sqlite_refuses_a_file_missing_a_column)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    refuses_missing_column_body(&f);
+    fx_close(&f);
+}
+
 TEST(sqlite_open_missing_dir_fails_with_message)
 {
     ackd_store_conn_t *c = NULL;
