@@ -75,8 +75,7 @@ int api_authorize(ackd_http_req_t *req, int role, void *data)
 
 json_t *api_body_object(ackd_http_req_t *req, int allow_empty)
 {
-    char *unused;
-    return api_body_object_with(req, allow_empty, NULL, &unused);
+    return api_body_object_with(req, allow_empty, NULL, NULL);
 }
 
 /* The member `bulky` of a vouched body: compact text, and null in the tree. */
@@ -106,7 +105,8 @@ static json_t *members_object(const ackd_jscan_member_t *m, int n, const char *b
 json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
                              char **bulky_text)
 {
-    *bulky_text = NULL;
+    if (bulky_text)
+        *bulky_text = NULL;
     size_t len;
     const char *body = ackd_http_req_body(req, &len);
     if (len == 0 && allow_empty)
@@ -120,7 +120,7 @@ json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *
     ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS];
     int n;
     json_t *fast;
-    if (bulky && ackd_jscan_object(body, len, m, &n) &&
+    if (bulky && bulky_text && ackd_jscan_object(body, len, m, &n) &&
         (fast = members_object(m, n, bulky, bulky_text)))
         return fast;
     json_error_t e;

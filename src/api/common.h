@@ -30,7 +30,8 @@ json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
  * result): when base/jscan.h vouches for the body, only the other members
  * are parsed, the bulky one is null in the tree and *bulky_text has its
  * text, compact (malloc'd). Otherwise (and when the member is absent)
- * *bulky_text is NULL and the tree holds everything. */
+ * *bulky_text is NULL and the tree holds everything. Both NULL: no bulky
+ * member, api_body_object. */
 json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
                              char **bulky_text);
 /* A duration given as seconds (number) or a string ("250ms", "30s"). 0 or

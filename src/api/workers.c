@@ -146,10 +146,8 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
                               const char *bulky, char **bulky_text)
 {
     const char *id = api_task_id(req);
-    char *unused;
-    if (!bulky_text)
-        bulky_text = &unused;
-    *bulky_text = NULL;
+    if (bulky_text)
+        *bulky_text = NULL;
     if (!id)
         return NULL;
     *body = api_body_object_with(req, 0, bulky, bulky_text);
@@ -157,8 +155,10 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
         return NULL;
     json_t *lease = json_object_get(*body, "lease_id");
     if (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
-        ackd_free(*bulky_text);
-        *bulky_text = NULL;
+        if (bulky_text) {
+            ackd_free(*bulky_text);
+            *bulky_text = NULL;
+        }
         json_decref(*body);
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;

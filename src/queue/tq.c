@@ -356,11 +356,6 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
     int rc = b->task_claimable(c, op->queue, s->now, max, rows, &n);
     if (rc)
         return rc;
-    if (n > 0) { /* the op owns them from here, whatever happens below */
-        op->tasks = ackd_calloc((size_t)n, sizeof *op->tasks);
-        memcpy(op->tasks, rows, (size_t)n * sizeof *rows);
-        op->ntasks = n;
-    }
     if (n == 0) {
         if (op->wait_until > s->now) {
             s->park_queue = op->queue;
@@ -368,6 +363,10 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
         }
         return 0;
     }
+    /* the op owns the rows from here, whatever happens below */
+    op->tasks = ackd_calloc((size_t)n, sizeof *op->tasks);
+    memcpy(op->tasks, rows, (size_t)n * sizeof *rows);
+    op->ntasks = n;
     for (int i = 0; i < n; i++) {
         rc = claim_one(op, b, c, &op->tasks[i]);
         if (rc)

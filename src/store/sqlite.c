@@ -181,8 +181,8 @@ static const char *const sql[S_COUNT] = {
     [S_EXPIRED] = "SELECT id FROM tasks WHERE state = 1 AND lease_expires_at <= ?"
                   " ORDER BY lease_expires_at LIMIT ?",
     [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"
-                   " due_at > created_at AND due_at > ?1 UNION ALL SELECT MIN(next_at) FROM deliveries WHERE state = 0"
-                   " AND next_at > ?1)",
+                   " due_at > created_at AND due_at > ?1 UNION ALL"
+                   " SELECT MIN(next_at) FROM deliveries WHERE state = 0 AND next_at > ?1)",
     [S_NEXT_EXPIRY] = "SELECT MIN(lease_expires_at) FROM tasks WHERE state = 1",
     [S_STATS_COUNTS] = "SELECT state, n FROM queue_counts WHERE queue = ?",
     [S_COUNT_ADD] = "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)"
@@ -381,12 +381,13 @@ static int repair(ackd_store_conn_t *c, char *err, size_t errlen)
         "BEGIN IMMEDIATE;"
         "ALTER TABLE events RENAME TO events_v2_early;"
         "CREATE TABLE events ("
-        " id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, seq INTEGER NOT NULL, queue TEXT NOT NULL,"
-        " type TEXT NOT NULL, at INTEGER NOT NULL, data TEXT);"
+        " id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " queue TEXT NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL, data TEXT);"
         "CREATE UNIQUE INDEX events_task ON events(task_id, seq);"
         "INSERT INTO events (task_id, seq, queue, type, at, data)"
         " SELECT e.task_id, e.seq, COALESCE(t.queue, ''), e.type, e.at, e.data"
-        " FROM events_v2_early e LEFT JOIN tasks t ON t.id = e.task_id ORDER BY e.at, e.task_id, e.seq;"
+        " FROM events_v2_early e LEFT JOIN tasks t ON t.id = e.task_id"
+        " ORDER BY e.at, e.task_id, e.seq;"
         "DROP TABLE events_v2_early;"
         "COMMIT;";
     char *msg = NULL;

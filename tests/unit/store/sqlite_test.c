@@ -24,13 +24,21 @@ typedef struct {
     char err[512];
 } fx_t;
 
-static int fx_open(fx_t *f)
+/* A fresh directory and the file's path in it; nothing opened. */
+static int fx_path(fx_t *f)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/ackd_sqlite_test_XXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/ackd.db", f->dir);
+    return 0;
+}
+
+static int fx_open(fx_t *f)
+{
+    if (fx_path(f) != 0)
+        return -1;
     return B->open(f->path, true, true, &f->c, f->err, sizeof f->err);
 }
 
@@ -162,30 +170,32 @@ static void newer_schema_refused_body(fx_t *f)
 TEST(sqlite_newer_schema_refused)
 {
     fx_t f;
-    memset(&f, 0, sizeof f);
-    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
-    CHECK(mkdtemp(f.dir) != NULL);
-    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    CHECK_INT(fx_path(&f), 0);
     newer_schema_refused_body(&f);
     fx_close(&f);
 }
 
-/* A file written by schema version 1 (the DDL as version 1 shipped it). */
-static const char schema_v1[] =
-    "CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
-    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
-    " lease_id TEXT, lease_expires_at INTEGER, created_at INTEGER NOT NULL,"
-    " updated_at INTEGER NOT NULL, finished_at INTEGER, deadline_at INTEGER, payload TEXT,"
-    " request TEXT, result TEXT, error TEXT, progress_pct INTEGER, progress_msg TEXT,"
-    " correlation_id TEXT, traceparent TEXT, callback_url TEXT, idem_key TEXT,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE attempts (task_id TEXT NOT NULL, n INTEGER NOT NULL, started_at INTEGER NOT NULL,"
-    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT, PRIMARY KEY (task_id, n))"
-    " WITHOUT ROWID;"
-    "CREATE TABLE idempotency (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
-    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+/* The tables of schema version 1, as it shipped them. */
+#define SCHEMA_V1_TABLES \
+    "CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL," \
+    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL," \
+    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL," \
+    " lease_id TEXT, lease_expires_at INTEGER, created_at INTEGER NOT NULL," \
+    " updated_at INTEGER NOT NULL, finished_at INTEGER, deadline_at INTEGER, payload TEXT," \
+    " request TEXT, result TEXT, error TEXT, progress_pct INTEGER, progress_msg TEXT," \
+    " correlation_id TEXT, traceparent TEXT, callback_url TEXT, idem_key TEXT," \
+    " cancel_requested INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;" \
+    "CREATE TABLE attempts (task_id TEXT NOT NULL, n INTEGER NOT NULL," \
+    " started_at INTEGER NOT NULL," \
+    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT, PRIMARY KEY (task_id, n))" \
+    " WITHOUT ROWID;" \
+    "CREATE TABLE idempotency (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL," \
+    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL," \
     " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
+
+/* A file written by schema version 1. */
+static const char schema_v1[] =
+    SCHEMA_V1_TABLES
     "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
     " timeout_ms, created_at, updated_at, payload) VALUES ('tsk_old', 't1', 'q', 2, 0, 5, 1, 3,"
     " 0, 5, 6, '{\"v\":1}');"
@@ -264,10 +274,7 @@ static void migrates_v1_body(fx_t *f)
 TEST(sqlite_migrates_schema_v1_in_place)
 {
     fx_t f;
-    memset(&f, 0, sizeof f);
-    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
-    CHECK(mkdtemp(f.dir) != NULL);
-    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    CHECK_INT(fx_path(&f), 0);
     migrates_v1_body(&f);
     fx_close(&f);
 }
@@ -276,28 +283,18 @@ TEST(sqlite_migrates_schema_v1_in_place)
  * changed in place (unreleased): events without id and queue, deliveries
  * without traceparent. Files like it are repaired when opened. */
 static const char schema_v2_early[] =
-    "CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
-    " state INTEGER NOT NULL, priority INTEGER NOT NULL, due_at INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
-    " lease_id TEXT, lease_expires_at INTEGER, created_at INTEGER NOT NULL,"
-    " updated_at INTEGER NOT NULL, finished_at INTEGER, deadline_at INTEGER, payload TEXT,"
-    " request TEXT, result TEXT, error TEXT, progress_pct INTEGER, progress_msg TEXT,"
-    " correlation_id TEXT, traceparent TEXT, callback_url TEXT, idem_key TEXT,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0, event_seq INTEGER NOT NULL DEFAULT 1,"
-    " lease_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE attempts (task_id TEXT NOT NULL, n INTEGER NOT NULL, started_at INTEGER NOT NULL,"
-    " ended_at INTEGER, outcome TEXT, error TEXT, lease_id TEXT, PRIMARY KEY (task_id, n))"
-    " WITHOUT ROWID;"
-    "CREATE TABLE idempotency (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
-    " fingerprint TEXT NOT NULL, task_id TEXT NOT NULL, expires_at INTEGER NOT NULL,"
-    " PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID;"
+    SCHEMA_V1_TABLES
+    "ALTER TABLE tasks ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE tasks ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE events ( task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,"
     " at INTEGER NOT NULL, data TEXT, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;"
-    "CREATE TABLE deliveries (id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL, url TEXT NOT NULL,"
+    "CREATE TABLE deliveries (id TEXT PRIMARY KEY NOT NULL, task_id TEXT NOT NULL,"
+    " url TEXT NOT NULL,"
     " type TEXT NOT NULL, body TEXT NOT NULL, tenant TEXT NOT NULL, queue TEXT NOT NULL,"
     " state INTEGER NOT NULL, tries INTEGER NOT NULL, next_at INTEGER, created_at INTEGER NOT NULL,"
     " updated_at INTEGER NOT NULL, last_error TEXT) WITHOUT ROWID;"
-    "CREATE TABLE delivery_tries (delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
+    "CREATE TABLE delivery_tries (delivery_id TEXT NOT NULL, n INTEGER NOT NULL,"
+    " at INTEGER NOT NULL,"
     " duration_ms INTEGER, status INTEGER, error TEXT, excerpt TEXT,"
     " PRIMARY KEY (delivery_id, n)) WITHOUT ROWID;"
     "INSERT INTO tasks (id, tenant, queue, state, priority, due_at, attempts, max_attempts,"
@@ -337,10 +334,7 @@ static void repairs_v2_early_body(fx_t *f)
 TEST(sqlite_repairs_an_early_schema_2)
 {
     fx_t f;
-    memset(&f, 0, sizeof f);
-    snprintf(f.dir, sizeof f.dir, "/tmp/ackd_sqlite_test_XXXXXX");
-    CHECK(mkdtemp(f.dir) != NULL);
-    snprintf(f.path, sizeof f.path, "%s/ackd.db", f.dir);
+    CHECK_INT(fx_path(&f), 0);
     repairs_v2_early_body(&f);
     fx_close(&f);
 }
