@@ -362,6 +362,7 @@ static void on_route(ackd_http_req_t *req, void *data)
     int64_t wait = plan_wait(route, &prefer, &op->flags);
     op->applied_wait_ms = prefer.wait_ms;
     op->load_task = true;
+    op->early_answer = true;
     if (wait > 0)
         op->wait_until = now + wait;
     op->items = ackd_calloc(1, sizeof *op->items);

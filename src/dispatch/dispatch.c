@@ -76,9 +76,12 @@ static void on_result_recorded(ackd_tq_op_t *op)
     ackd_tq_op_free(op);
 }
 
-static void record(struct ackd_dispatch *d, ackd_call_t *call, ackd_outcome_t *o)
+/* early: route clients get this outcome before its commit (see
+ * ackd_tq_take_waiters) */
+static void record(struct ackd_dispatch *d, ackd_call_t *call, ackd_outcome_t *o, bool early)
 {
     ackd_tq_op_t *op = ackd_tq_op_new(d->tq, o->kind, on_result_recorded, NULL);
+    op->record_early = early;
     memcpy(op->id, call->task.id, ACKD_ID_MAX);
     memcpy(op->lease_id, call->task.lease_id, ACKD_ID_MAX);
     op->result = o->result;
@@ -104,7 +107,26 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
              LOG_INT("retry", o.retry),
              LOG_DBL("duration_ms", (double)(ackd_mono_us() - call->started_us) / 1000.0),
              LOG_STR("correlation_id", call->task.correlation_id));
-    record(d, call, &o);
+    /* An outcome that ends the task reaches a route's waiting client now,
+     * while the op recording it goes to the commit (ackd_tq_take_waiters).
+     * A retry stays invisible; a call that outlived its lease lost the task. */
+    bool ends = o.kind == ACKD_TQ_COMPLETE || !o.retry;
+    ackd_tq_op_t *waiters = NULL;
+    if (ends && call->task.lease_expires_at > ackd_now_ms())
+        waiters = ackd_tq_take_waiters(d->tq, call->task.id);
+    if (waiters) {
+        int state = o.kind == ACKD_TQ_COMPLETE    ? ACKD_TASK_COMPLETED
+                    : call->task.cancel_requested ? ACKD_TASK_CANCELED
+                                                  : ACKD_TASK_FAILED;
+        char *result = o.result ? ackd_strdup(o.result) : NULL;
+        char *error = o.error ? ackd_strdup(o.error) : NULL;
+        record(d, call, &o, true);
+        ackd_tq_answer_waiters(waiters, &call->task, state, result, error);
+        ackd_free(result);
+        ackd_free(error);
+    } else {
+        record(d, call, &o, false);
+    }
     ackd_free(o.result);
     ackd_free(o.error);
     if (call->prev)
@@ -163,7 +185,7 @@ static void start_call(qstate_t *q, ackd_task_t *task)
         o.error = ackd_strdup(text);
         free(text);
         json_decref(err);
-        record(d, call, &o);
+        record(d, call, &o, false);
         ackd_free(o.error);
         ackd_call_free(call);
         return;

@@ -7,6 +7,7 @@
  * claimers and watchers after the commit. */
 #include "queue/tq.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #define MAX_CLAIM 100
 #define PURGE_INTERVAL_MS 1000
 #define EVENTS_PAGE 500 /* events read per run */
+#define EARLY_BUCKETS 256
 
 struct ackd_tq {
     ackd_store_t *store;
@@ -38,6 +40,10 @@ struct ackd_tq {
      * CPU); each token starts from a copy. Read-only after open: any thread. */
     EVP_MAC *mac;
     EVP_MAC_CTX *token_mac;
+    /* tasks whose outcome was answered before its commit (early_*) */
+    pthread_mutex_t early_lock;
+    struct early_id *early[EARLY_BUCKETS];
+    int nearly;
 };
 
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
@@ -594,6 +600,7 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
         s->watch = true;
         memcpy(s->watch_id, op->id, ACKD_ID_MAX);
         s->watch_until = op->wait_until;
+        s->takeable = op->early_answer;
         ackd_task_clear(&op->task); /* a waiter holds no row: the wake reads it again */
         return 0;
     }
@@ -974,6 +981,112 @@ static ackd_store_op_t *make_purge_op(void *data)
     return &op->base;
 }
 
+/* --- outcomes answered before their commit --- */
+
+/* The tasks whose outcome a client has and the store may not yet: reads
+ * of them go through the committer until the recording op is done. */
+typedef struct early_id {
+    struct early_id *next;
+    int refs;                  /* recording ops in flight for this task */
+    char id[ACKD_ID_MAX];
+} early_id_t;
+
+static size_t early_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return (size_t)(h % EARLY_BUCKETS);
+}
+
+static void early_add(ackd_tq_t *tq, const char *id)
+{
+    size_t b = early_hash(id);
+    pthread_mutex_lock(&tq->early_lock);
+    early_id_t *e = tq->early[b];
+    while (e && strcmp(e->id, id) != 0)
+        e = e->next;
+    if (!e) {
+        e = ACKD_NEW(early_id_t);
+        memcpy(e->id, id, ACKD_ID_MAX);
+        e->next = tq->early[b];
+        tq->early[b] = e;
+    }
+    e->refs++;
+    tq->nearly++;
+    pthread_mutex_unlock(&tq->early_lock);
+}
+
+static void early_remove(ackd_tq_t *tq, const char *id)
+{
+    size_t b = early_hash(id);
+    pthread_mutex_lock(&tq->early_lock);
+    for (early_id_t **pe = &tq->early[b]; *pe; pe = &(*pe)->next) {
+        early_id_t *e = *pe;
+        if (strcmp(e->id, id) != 0)
+            continue;
+        tq->nearly--;
+        if (--e->refs == 0) {
+            *pe = e->next;
+            ackd_free(e);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&tq->early_lock);
+}
+
+static bool early_pending(ackd_tq_t *tq, const char *id)
+{
+    bool found = false;
+    pthread_mutex_lock(&tq->early_lock);
+    if (tq->nearly > 0) {
+        for (early_id_t *e = tq->early[early_hash(id)]; e && !found; e = e->next)
+            found = strcmp(e->id, id) == 0;
+    }
+    pthread_mutex_unlock(&tq->early_lock);
+    return found;
+}
+
+ackd_tq_op_t *ackd_tq_take_waiters(ackd_tq_t *tq, const char *id)
+{
+    ackd_store_op_t *list = NULL;
+    if (ackd_store_take_watchers(tq->store, id, &list) == 0)
+        return NULL;
+    early_add(tq, id);
+    return (ackd_tq_op_t *)list;
+}
+
+void ackd_tq_answer_waiters(ackd_tq_op_t *list, const ackd_task_t *claimed, int state,
+                            const char *result, const char *error)
+{
+    int64_t now = ackd_now_ms();
+    for (ackd_store_op_t *s = &list->base, *next; s; s = next) {
+        next = s->next;
+        s->next = NULL;
+        ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+        ackd_task_t *t = &op->task;
+        ackd_task_clear(t); /* a waiter holds no row */
+        memset(t, 0, sizeof *t);
+        memcpy(t->id, claimed->id, ACKD_ID_MAX);
+        t->tenant = claimed->tenant ? ackd_strdup(claimed->tenant) : NULL;
+        t->queue = claimed->queue ? ackd_strdup(claimed->queue) : NULL;
+        t->correlation_id = claimed->correlation_id ? ackd_strdup(claimed->correlation_id) : NULL;
+        t->state = state;
+        t->priority = claimed->priority;
+        t->attempts = claimed->attempts;
+        t->max_attempts = claimed->max_attempts;
+        t->created_at = claimed->created_at;
+        t->updated_at = t->finished_at = now;
+        t->progress_pct = -1;
+        t->result = result ? ackd_strdup(result) : NULL;
+        t->error = error ? ackd_strdup(error) : NULL;
+        s->watch = false;
+        s->parked_expired = false;
+        s->rc = 0;
+        s->done(s);
+    }
+}
+
 /* --- running --- */
 
 static void done_user(ackd_store_op_t *s)
@@ -984,6 +1097,8 @@ static void done_user(ackd_store_op_t *s)
         op->detail = "the store failed";
     }
     op->waited_out = op->waited_out || s->parked_expired;
+    if (op->record_early)
+        early_remove(op->tq, op->id); /* reads of the task need not follow it any more */
     op->cb(op);
 }
 
@@ -1086,6 +1201,13 @@ void ackd_tq_run(ackd_tq_op_t *op)
                      op->kind == ACKD_TQ_DELIVERIES ||
                      ((op->kind == ACKD_TQ_GET || op->kind == ACKD_TQ_EVENTS) &&
                       op->wait_until == 0);
+    /* a task whose outcome a client got before its commit is read after
+     * that commit: the committer runs its ops in order */
+    if (read_only && op->kind != ACKD_TQ_LIST && op->kind != ACKD_TQ_STATS &&
+        early_pending(op->tq, op->id))
+        read_only = false;
+    if (op->record_early)
+        op->base.lazy = true;
     if (read_only)
         ackd_store_read(op->tq->store, &op->base);
     else
@@ -1118,6 +1240,7 @@ int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t er
         ackd_free(tq);
         return ACKD_EIO;
     }
+    pthread_mutex_init(&tq->early_lock, NULL);
     ackd_store_hooks_t hooks = {
         .make_expire_op = make_expire_op,
         .make_purge_op = make_purge_op,
@@ -1127,6 +1250,7 @@ int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t er
     int rc = ackd_store_open(&tq->store, &ackd_store_sqlite, cfg->storage.path,
                              cfg->storage.sync == ACKD_SYNC_FULL, 2, &hooks, err, errlen);
     if (rc) {
+        pthread_mutex_destroy(&tq->early_lock);
         EVP_MAC_CTX_free(tq->token_mac);
         EVP_MAC_free(tq->mac);
         ackd_free(tq);
@@ -1146,6 +1270,13 @@ void ackd_tq_close(ackd_tq_t *tq)
     if (!tq)
         return;
     ackd_store_close(tq->store);
+    for (int i = 0; i < EARLY_BUCKETS; i++) {
+        for (struct early_id *e = tq->early[i], *next; e; e = next) {
+            next = e->next;
+            ackd_free(e);
+        }
+    }
+    pthread_mutex_destroy(&tq->early_lock);
     EVP_MAC_CTX_free(tq->token_mac);
     EVP_MAC_free(tq->mac);
     ackd_free(tq);

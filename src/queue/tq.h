@@ -93,6 +93,10 @@ struct ackd_tq_op {
     int64_t retry_after_ms;
     bool with_attempts;
     bool load_task;            /* enqueue: read the (new or replayed) task back into task */
+    bool early_answer;         /* enqueue waiting on its task: a push call's final outcome
+                                  may reach it before its commit (ackd_tq_take_waiters) */
+    bool record_early;         /* complete/fail: waiters got this outcome already; the op
+                                  may wait for company, and reads of the task follow it */
     int flags;                 /* the caller's scratch (e.g. which Prefer applied) */
     int64_t applied_wait_ms;   /* the caller's scratch */
 
@@ -166,6 +170,22 @@ void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q
  * lease_id (HMAC with a key made at start-up). out: 64 hex + NUL. */
 void ackd_tq_progress_token(const ackd_tq_t *tq, const char *task_id, const char *lease_id,
                             char out[65]);
+/* Answering a route's client before the commit (push dispatch). A call
+ * that ends task `id` for good (completed, or failed without a retry) takes
+ * the enqueues waiting on it with early_answer (ackd_tq_take_waiters), runs
+ * the complete or fail operation that records the outcome with
+ * record_early set, and only then hands the waiters the upstream's answer
+ * (ackd_tq_answer_waiters): the request itself was durable before the call,
+ * and if ackd dies before the result is, the task runs again (same
+ * Idempotency-Key) when its lease expires. Until that operation commits,
+ * reads of the task go through the committer, after it, so a client never
+ * reads an older state than the answer it got. Any thread. */
+ackd_tq_op_t *ackd_tq_take_waiters(ackd_tq_t *tq, const char *id);
+/* Answers (and hands over) the list: each waiter's task becomes `claimed`
+ * (as its claim returned it) in `state`, with result and error copied;
+ * their cb runs on this thread. */
+void ackd_tq_answer_waiters(ackd_tq_op_t *list, const ackd_task_t *claimed, int state,
+                            const char *result, const char *error);
 /* Starts the operation. Its cb runs exactly once, on a store thread. */
 void ackd_tq_run(ackd_tq_op_t *op);
 /* The client of a waiting claim or long poll left: if the op was still

@@ -52,6 +52,9 @@ struct ackd_store {
     pthread_mutex_t lock;
     pthread_cond_t wake;       /* committer: work or a nearer deadline */
     ackd_store_op_t *in_head, *in_tail;
+    int in_eager;              /* ops in the incoming queue that are not lazy */
+    int64_t lazy_until;        /* mono us: lazy ops alone wait until then; 0 none */
+    bool lazy_waiting;         /* the committer sleeps on lazy ops: an eager op wakes it */
     bool stop;
     /* parked claims by queue */
     parked_list_t *parked;     /* one per queue that ever had a parked claim */
@@ -289,6 +292,8 @@ static void append_in(ackd_store_t *s, ackd_store_op_t *op)
     else
         s->in_head = op;
     s->in_tail = op;
+    if (!op->lazy)
+        s->in_eager++;
 }
 
 void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op)
@@ -298,7 +303,7 @@ void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op)
     pthread_mutex_lock(&s->lock);
     bool was_empty = s->in_head == NULL;
     append_in(s, op);
-    if (was_empty)
+    if (was_empty || (s->lazy_waiting && !op->lazy))
         pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
 }
@@ -316,6 +321,24 @@ int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op)
     }
     pthread_mutex_unlock(&s->lock);
     return was_waiting;
+}
+
+int ackd_store_take_watchers(ackd_store_t *s, const char *id, ackd_store_op_t **out)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->lock);
+    size_t b = hash_id(id, s->nbuckets);
+    for (ackd_store_op_t *op = s->watch_buckets[b], *next; op; op = next) {
+        next = op->next;
+        if (!op->takeable || strcmp(op->watch_id, id) != 0)
+            continue;
+        watch_remove(s, op);
+        op->next = *out;
+        *out = op;
+        n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 void ackd_store_read(ackd_store_t *s, ackd_store_op_t *op)
@@ -565,6 +588,27 @@ static void sleep_until_work(ackd_store_t *s)
     pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 }
 
+/* Only lazy operations are queued: sleeps until an eager one comes or
+ * ACKD_STORE_LAZY_US after the first, and returns true; false when that
+ * time has passed (run them now). Lock held. */
+static bool wait_for_company(ackd_store_t *s)
+{
+    int64_t now = ackd_mono_us();
+    if (s->lazy_until == 0)
+        s->lazy_until = now + ACKD_STORE_LAZY_US;
+    if (now >= s->lazy_until)
+        return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (s->lazy_until - now) * 1000;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    s->lazy_waiting = true;
+    pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+    s->lazy_waiting = false;
+    return true;
+}
+
 static bool due_timer_fired(ackd_store_t *s, int64_t now)
 {
     return s->next_due && s->next_due <= now;
@@ -718,8 +762,13 @@ static void *committer_main(void *arg)
             sleep_until_work(s);
             continue;
         }
+        if (s->in_head && s->in_eager == 0 && !timers_due && !s->recheck_timers && !s->stop &&
+            !s->draining && wait_for_company(s))
+            continue;
+        s->lazy_until = 0;
         ackd_store_op_t *batch = s->in_head;
         s->in_head = s->in_tail = NULL;
+        s->in_eager = 0;
         bool due_fired = due_timer_fired(s, now);
         pthread_mutex_unlock(&s->lock);
 
@@ -729,6 +778,7 @@ static void *committer_main(void *arg)
         if (s->in_head) {
             ackd_store_op_t *extra = s->in_head;
             s->in_head = s->in_tail = NULL;
+            s->in_eager = 0;
             if (!batch) {
                 batch = extra;
             } else {

@@ -271,6 +271,13 @@ struct ackd_store_op {
     bool watch;
     char watch_id[ACKD_ID_MAX];
     int64_t watch_until;
+    /* a watch its maker may end before the change it waits for commits
+     * (ackd_store_take_watchers): set by the maker, never by the store */
+    bool takeable;
+    /* nobody waits for this op's answer (a push call's result whose client
+     * already has it): the committer may hold it up to ACKD_STORE_LAZY_US
+     * for company, so that it shares the next commit */
+    bool lazy;
     /* effects apply reports, so the store can wake others */
     const char *woke_queue;    /* a task of this queue became due now */
     bool woke_all;             /* tasks of several queues became due now */
@@ -285,6 +292,9 @@ struct ackd_store_op {
     int heap_idx;              /* in the deadline heap, -1 when not */
     int where;                 /* nowhere, parked, watching, firing */
 };
+
+/* How long a batch of lazy operations alone waits for an eager one. */
+#define ACKD_STORE_LAZY_US 500
 
 /* Hooks the upper layer gives the store for its own periodic work. */
 typedef struct {
@@ -319,6 +329,13 @@ void ackd_store_read(ackd_store_t *s, ackd_store_op_t *op);
  * still waiting: the caller now owns op and its done will not run; 0 if it
  * is already finishing (its done runs or ran). Any thread. */
 int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op);
+
+/* Takes the watches of task `id` marked `takeable` out of the store and
+ * prepends them to *out (a list through ->next); returns how many. The
+ * caller now finishes each (sets its outputs and calls its done) instead of
+ * the store. Used to hand a waiting client an outcome while the commit
+ * recording it still runs. Any thread. */
+int ackd_store_take_watchers(ackd_store_t *s, const char *id, ackd_store_op_t **out);
 
 /* The backend (for apply functions and tests). */
 const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s);

@@ -319,6 +319,26 @@ def test_binary_bodies_pass_unchanged_both_ways(server, up):
     assert res.status_code == 200 and res.content == sent[::-1]
 
 
+def test_reads_right_after_a_sync_answer_see_its_outcome(server, up):
+    """A sync answer leaves as soon as the upstream's comes (its request was
+    durable before the call), before the commit that records the outcome;
+    a read of the task sent right after the answer must still see that
+    outcome, never the older "processing". Fails if such reads go to a
+    reader instead of following the commit."""
+    up.on("/misc/rw", lambda req, n: Answer(200, json.dumps({"n": n}),
+                                            {"Content-Type": "application/json"}))
+    with requests.Session() as s:
+        for i in range(40):
+            r = s.post(server.url("/misc/rw"), json={"i": i}, timeout=30 * SLOW)
+            assert r.status_code == 200, r.text
+            tid = r.headers["Task-Id"]
+            doc = s.get(server.url(f"/v1/tasks/{tid}"), timeout=30 * SLOW).json()
+            assert doc["status"] == "completed", doc
+            assert doc["result"]["body"] == json.loads(r.content), doc
+            res = s.get(server.url(f"/v1/tasks/{tid}/result"), timeout=30 * SLOW)
+            assert res.status_code == 200 and res.content == r.content
+
+
 def test_text_answer_keeps_its_content_type(server, up):
     up.on("/misc/text", answer(200, "plain words\n", content_type="text/plain; charset=utf-8"))
     r, _ = post(server, "/misc/text", {"q": 1})

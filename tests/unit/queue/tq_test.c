@@ -993,6 +993,96 @@ TQ_TEST(tq_get_wait_returns_on_completion)
     ackd_tq_op_free(op);
 }
 
+/* --- answers before the commit (push calls with a route's client waiting) --- */
+
+/* Whether w's callback ran within ms (the op stays in w for await). */
+static bool answered_within(waiter_t *w, int ms)
+{
+    int64_t end = ackd_mono_us() + (int64_t)ms * 1000;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        bool done = w->op != NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (done || ackd_mono_us() >= end)
+            return done;
+        sleep_ms(5);
+    }
+}
+
+TQ_TEST(tq_early_answer_leaves_before_the_commit_and_reads_follow_it)
+{
+    /* a route's enqueue waiting on its task, and a plain long poll on it */
+    ackd_tq_op_t *enq = enqueue_op(f, "t1", "q", 1);
+    enq->load_task = true;
+    enq->early_answer = true;
+    enq->wait_until = ackd_now_ms() + 10000;
+    char id[ACKD_ID_MAX];
+    snprintf(id, sizeof id, "%s", enq->items[0].task.id);
+    waiter_t *we = start(enq);
+    ackd_tq_op_t *lp = task_op(f, ACKD_TQ_GET, id, NULL);
+    lp->wait_until = ackd_now_ms() + 10000;
+    waiter_t *wl = start(lp);
+    ackd_tq_op_t *claim = run(claim_op(f, "q", 1, 30000, 0));
+    CHECK(claim != NULL);
+    CHECK_INT(claim->ntasks, 1);
+    CHECK_INT(barrier(f), ACKD_ENOENT); /* both watches are back after the claim's wake */
+    CHECK(ackd_tq_take_waiters(f->tq, "tsk_00000000000000000000000000") == NULL);
+
+    waiter_t *g = gate_close(f); /* from here on nothing commits */
+    ackd_tq_op_t *list = ackd_tq_take_waiters(f->tq, id);
+    CHECK(list == enq);          /* the route's waiter only, not the long poll */
+    CHECK(list->base.next == NULL);
+    ackd_tq_op_t *rec = task_op(f, ACKD_TQ_COMPLETE, id, claim->tasks[0].lease_id);
+    rec->result = ackd_strdup("{\"r\":1}");
+    rec->record_early = true;
+    waiter_t *wr = start(rec);
+    ackd_tq_answer_waiters(list, &claim->tasks[0], ACKD_TASK_COMPLETED, "{\"r\":1}", NULL);
+    ackd_tq_op_t *got = await(we); /* answered while the committer is held */
+    CHECK(got != NULL);
+    CHECK_INT(got->status, 0);
+    CHECK_INT(got->task.state, ACKD_TASK_COMPLETED);
+    CHECK_STR(got->task.result, "{\"r\":1}");
+    CHECK_STR(got->task.queue, "q");
+    /* a read of the task now follows the recording op: no answer before the
+     * commit; the long poll reports committed states only */
+    waiter_t *wg = start(task_op(f, ACKD_TQ_GET, id, NULL));
+    CHECK(!answered_within(wg, 150));
+    CHECK(!answered_within(wl, 0));
+    gate_open(g);
+    ackd_tq_op_t *r = await(wr);
+    CHECK(r != NULL);
+    CHECK_INT(r->status, 0);
+    ackd_tq_op_t *read = await(wg);
+    CHECK(read != NULL);
+    CHECK_INT(read->task.state, ACKD_TASK_COMPLETED);
+    CHECK_STR(read->task.result, "{\"r\":1}");
+    ackd_tq_op_t *polled = await(wl);
+    CHECK(polled != NULL);
+    CHECK_INT(polled->task.state, ACKD_TASK_COMPLETED);
+    ackd_tq_op_free(got);
+    ackd_tq_op_free(r);
+    ackd_tq_op_free(read);
+    ackd_tq_op_free(polled);
+    ackd_tq_op_free(claim);
+}
+
+TQ_TEST(tq_lazy_record_alone_still_commits)
+{
+    /* nothing else comes: the lazy op's wait for company ends by itself */
+    char id[ACKD_ID_MAX], cid[ACKD_ID_MAX], lease[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", id), 0);
+    CHECK_INT(claim1(f, "q", 30000, 0, cid, lease), 1);
+    ackd_tq_op_t *rec = task_op(f, ACKD_TQ_COMPLETE, id, lease);
+    rec->record_early = true;
+    int64_t t0 = ackd_mono_us(), done_us = 0;
+    ackd_tq_op_t *op = await_at(start(rec), &done_us);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK(done_us - t0 < 1000 * 1000);
+    ackd_tq_op_free(op);
+    CHECK_INT(state_of(f, id), ACKD_TASK_COMPLETED);
+}
+
 /* --- lease expiry --- */
 
 TQ_TEST(tq_lease_expiry_requeues_then_fails)
