@@ -93,9 +93,6 @@ void api_finish(ackd_tq_op_t *op, ackd_http_response_t *r);
 /* Defers req and runs op; a client leaving abandons a waiting op. */
 void api_start(ackd_http_req_t *req, ackd_tq_op_t *op);
 
-/* routes.c: the body of a request or answer as documents show it (JSON,
- * text, or base64 with body_encoding set on container). */
-json_t *api_body_value(const char *content_type, const char *body, size_t len, json_t *container);
 /* An upstream answer stored as {status, content_type, headers, body}, as a
  * response again, with Task-Id. Any thread. */
 ackd_http_response_t *api_replay_result(const char *result_text, const char *task_id);

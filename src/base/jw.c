@@ -69,6 +69,14 @@ void ackd_jw_str(ackd_jw_t *w, const char *key, const char *s)
     ackd_buf_appendc(w->b, '"');
 }
 
+void ackd_jw_strn(ackd_jw_t *w, const char *key, const char *s, size_t n)
+{
+    lead(w, key);
+    ackd_buf_appendc(w->b, '"');
+    ackd_buf_append_json_str(w->b, s, n);
+    ackd_buf_appendc(w->b, '"');
+}
+
 void ackd_jw_int(ackd_jw_t *w, const char *key, long long v)
 {
     char num[24];

@@ -34,6 +34,9 @@ void ackd_jw_open(ackd_jw_t *w, const char *key, char bracket);
 void ackd_jw_close(ackd_jw_t *w);
 /* A string (NULL: null). */
 void ackd_jw_str(ackd_jw_t *w, const char *key, const char *s);
+/* A string of n bytes (NUL bytes escaped); the caller has checked that
+ * they are UTF-8. */
+void ackd_jw_strn(ackd_jw_t *w, const char *key, const char *s, size_t n);
 void ackd_jw_int(ackd_jw_t *w, const char *key, long long v);
 void ackd_jw_bool(ackd_jw_t *w, const char *key, bool v);
 void ackd_jw_null(ackd_jw_t *w, const char *key);

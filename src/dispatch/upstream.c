@@ -15,6 +15,8 @@
 #include "base/alloc.h"
 #include "base/base64.h"
 #include "base/error.h"
+#include "base/jbody.h"
+#include "base/jw.h"
 #include "http/client.h"
 #include "queue/tq.h"
 
@@ -249,36 +251,27 @@ static char *error_json(const char *message, int status)
     return copy;
 }
 
-/* {status, content_type, headers, body}: what a route client gets back. */
+/* {status, content_type, headers, body}: what a route client gets back.
+ * Written with the JSON writer (jansson parsing the body and printing the
+ * whole answer was a tenth of the dispatcher's work). */
 static char *answer_json(ackd_call_t *call, int status)
 {
-    json_t *a = json_pack("{s:i, s:o, s:O}", "status", status,
-                          "content_type", call->content_type ? json_string(call->content_type)
-                                                             : json_null(),
-                          "headers", call->answer_headers);
-    const char *ct = call->content_type;
-    size_t ctl = ct ? strcspn(ct, ";") : 0;
-    int is_json = ct && ((ctl >= 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-                         (ctl >= 5 && strncasecmp(ct + ctl - 5, "+json", 5) == 0));
-    json_t *body = NULL;
-    if (call->answer.len == 0)
-        body = json_null();
-    else if (is_json)
-        body = json_loadb(call->answer.data, call->answer.len, JSON_DECODE_ANY, NULL);
-    if (!body)
-        body = json_stringn(call->answer.data, call->answer.len);
-    if (!body) {
-        char *b64 = ackd_base64_encode(call->answer.data, call->answer.len);
-        body = json_string(b64);
-        ackd_free(b64);
-        json_object_set_new(a, "body_encoding", json_string("base64"));
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_jw_start(&w, &b, '{');
+    ackd_jw_int(&w, "status", status);
+    ackd_jw_str(&w, "content_type", call->content_type);
+    ackd_jw_open(&w, "headers", '{');
+    const char *k;
+    json_t *v;
+    json_object_foreach(call->answer_headers, k, v)
+    {
+        ackd_jw_strn(&w, k, json_string_value(v), json_string_length(v));
     }
-    json_object_set_new(a, "body", body);
-    char *text = json_dumps(a, JSON_COMPACT);
-    char *copy = ackd_strdup(text);
-    free(text);
-    json_decref(a);
-    return copy;
+    ackd_jw_close(&w);
+    ackd_jbody_write(&w, call->content_type, call->answer.data, call->answer.len);
+    ackd_jw_close(&w);
+    return ackd_buf_detach(&b, NULL);
 }
 
 void ackd_call_outcome(ackd_call_t *call, CURLcode rc, ackd_outcome_t *out)
