@@ -250,11 +250,16 @@ typedef struct {
  * run beside the writer). When it is done, the writer's next transaction
  * starts the WAL again from its beginning, so commits overwrite blocks the
  * file already has (an fdatasync that need not journal a new file size is
- * ~1/3 faster here). If the WAL still grows past CKPT_INLINE_PAGES (the
+ * ~1/3 faster here). The thread is asked once when the WAL reaches
+ * CKPT_PAGES and again only after CKPT_AGAIN more pages: asked after every
+ * commit past the mark (as it first was), it ran checkpoints back to back
+ * under steady writes, two fsyncs each, and the committer's own fdatasync
+ * waited behind them. If the WAL still grows past CKPT_INLINE_PAGES (the
  * thread cannot keep up under sustained writes), the writer checkpoints
  * itself, between two of its transactions. */
 #define CKPT_PAGES 1000
 #define CKPT_INLINE_PAGES 2000
+#define CKPT_AGAIN 250 /* pages the WAL grows before another checkpoint is asked for */
 
 typedef struct {
     pthread_t thread;
@@ -262,6 +267,8 @@ typedef struct {
     pthread_cond_t wake;
     bool want, stop;
     sqlite3 *db;
+    int woke_at;               /* writer thread only: WAL pages when it last woke the thread */
+    int asks;                  /* writer thread only: times it woke the thread (tests) */
 } ckpt_t;
 
 struct ackd_store_conn {
@@ -512,13 +519,22 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
     ckpt_t *k = arg;
     if (pages >= CKPT_INLINE_PAGES) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= CKPT_PAGES) {
+    } else if (pages < CKPT_PAGES) {
+        k->woke_at = 0; /* the WAL started again */
+    } else if (k->woke_at == 0 || pages >= k->woke_at + CKPT_AGAIN) {
+        k->woke_at = pages;
+        k->asks++;
         pthread_mutex_lock(&k->lock);
         k->want = true;
         pthread_cond_signal(&k->wake);
         pthread_mutex_unlock(&k->lock);
     }
     return SQLITE_OK;
+}
+
+int ackd_sqlite_checkpoint_asks(const ackd_store_conn_t *c)
+{
+    return c->ckpt ? c->ckpt->asks : 0;
 }
 
 static void ckpt_stop(ckpt_t *k)

@@ -240,6 +240,9 @@ typedef struct {
 } ackd_store_backend_t;
 
 extern const ackd_store_backend_t ackd_store_sqlite;
+/* Tests: how many times a SQLite writer connection asked its checkpoint
+ * thread for a checkpoint. Its thread only. */
+int ackd_sqlite_checkpoint_asks(const ackd_store_conn_t *c);
 
 /* --- the store --- */
 

@@ -991,6 +991,12 @@ static void wal_reused_body(fx_t *f)
     CHECK_INT(stat(wal, &st), 0);
     CHECK(st.st_size < 16 * 1024 * 1024);
     CHECK_INT(count_sql(f->path, "SELECT COUNT(*) FROM tasks"), 3000);
+    /* asked when the WAL reaches its mark and then per 250 pages more, not
+     * after every commit past the mark (back-to-back checkpoints, two
+     * fsyncs each, slowed the commits they ran beside) */
+    int asks = ackd_sqlite_checkpoint_asks(f->c);
+    CHECK(asks >= 1);
+    CHECK(asks < 60);
 }
 
 TEST(sqlite_wal_is_checkpointed_off_the_writer_and_reused)
