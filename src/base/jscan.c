@@ -237,3 +237,24 @@ size_t ackd_json_minify(const char *in, size_t len, char *out)
     out[o] = '\0';
     return o;
 }
+
+size_t ackd_jscan_string(const char *span, size_t len, char *out)
+{
+    size_t n = 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        char ch = span[i];
+        if (ch == '\\' && i + 2 < len) {
+            ch = span[++i];
+            switch (ch) {
+            case 'b': ch = '\b'; break;
+            case 'f': ch = '\f'; break;
+            case 'n': ch = '\n'; break;
+            case 'r': ch = '\r'; break;
+            case 't': ch = '\t'; break;
+            default: break; /* '"', '\\', '/' stand for themselves */
+            }
+        }
+        out[n++] = ch;
+    }
+    return n;
+}

@@ -36,6 +36,12 @@ typedef struct {
  * members[0..*n) are its members in document order. False: unsure. */
 bool ackd_jscan_object(const char *doc, size_t len, ackd_jscan_member_t *members, int *n);
 
+/* The characters of a string value that ackd_jscan_object vouched for
+ * (its span, quotes included), unescaped into out, which needs len bytes;
+ * returns how many (no NUL is added). Its escapes are the eight short
+ * ones: a vouched string has no \u. */
+size_t ackd_jscan_string(const char *span, size_t len, char *out);
+
 /* Copies the JSON text in[0..len) to out without the whitespace between
  * tokens (strings are copied as they are); returns the length written. out
  * needs len + 1 bytes and is NUL-terminated. For text that is valid JSON,

@@ -16,6 +16,7 @@
 #include "base/base64.h"
 #include "base/error.h"
 #include "base/jbody.h"
+#include "base/jscan.h"
 #include "base/jw.h"
 #include "http/client.h"
 #include "queue/tq.h"
@@ -119,17 +120,140 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-/* The body to send: a route task's stored body as it came, or the payload. */
-static int request_body(ackd_call_t *call, json_t *req, const char **ct)
+/* The parts of a route task's stored request that a call needs
+ * ({method, path, query, headers, body[, body_encoding]}, written by
+ * api/routes.c). Strings point into `scratch` or into `tree`. */
+#define MAX_STORED_HEADERS 64
+
+typedef struct {
+    const char *method, *path, *query;
+    const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
+    int nheaders;
+    char *scratch;             /* owned: unescaped strings, each NUL-terminated */
+    size_t used;
+    json_t *tree;              /* owned: when jansson read it */
+} stored_req_t;
+
+static void stored_req_free(stored_req_t *r)
 {
-    json_t *body = req ? json_object_get(req, "body") : NULL;
-    const char *enc = req ? json_string_value(json_object_get(req, "body_encoding")) : NULL;
-    if (!req) {
-        call->body = ackd_strdup(call->task.payload ? call->task.payload : "null");
-        call->body_len = strlen(call->body);
-        *ct = "application/json";
+    ackd_free(r->scratch);
+    json_decref(r->tree);
+}
+
+/* A vouched string member's characters, NUL-terminated, in scratch. */
+static const char *fast_string(stored_req_t *r, const ackd_jscan_member_t *m)
+{
+    if (m->value[0] != '"')
+        return NULL;
+    char *out = r->scratch + r->used;
+    size_t n = ackd_jscan_string(m->value, m->value_len, out);
+    out[n] = '\0';
+    r->used += n + 1;
+    return out;
+}
+
+/* The body: a JSON value's text as it is stored, or a string's characters
+ * (base64-decoded when body_encoding says so). */
+static int fast_body(ackd_call_t *call, const ackd_jscan_member_t *body, bool base64)
+{
+    if (!body || (body->value_len == 4 && memcmp(body->value, "null", 4) == 0))
+        return 0;
+    if (body->value[0] != '"') {
+        call->body = ackd_strndup(body->value, body->value_len);
+        call->body_len = body->value_len;
         return 0;
     }
+    char *text = ackd_malloc(body->value_len + 1);
+    size_t n = ackd_jscan_string(body->value, body->value_len, text);
+    text[n] = '\0';
+    if (base64) {
+        call->body = ackd_base64_decode(text, n, &call->body_len);
+        ackd_free(text);
+        return call->body ? 0 : ACKD_EINVAL;
+    }
+    call->body = text;
+    call->body_len = n;
+    return 0;
+}
+
+/* Reads the stored request without a tree when jscan vouches for it and
+ * its headers (jansson had been a seventh of the dispatcher's work). False:
+ * unsure, use read_parsed. */
+static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
+{
+    const char *doc = call->task.request;
+    size_t len = strlen(doc);
+    ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS], h[ACKD_JSCAN_MAX_MEMBERS];
+    int n, nh = 0;
+    if (!ackd_jscan_object(doc, len, m, &n))
+        return false;
+    const ackd_jscan_member_t *body = NULL, *headers = NULL;
+    bool base64 = false;
+    r->scratch = ackd_malloc(len + 1);
+    for (int i = 0; i < n; i++) {
+        const ackd_jscan_member_t *mi = &m[i];
+        const char **dst = NULL;
+        if (mi->key_len == 6 && memcmp(mi->key, "method", 6) == 0)
+            dst = &r->method;
+        else if (mi->key_len == 4 && memcmp(mi->key, "path", 4) == 0)
+            dst = &r->path;
+        else if (mi->key_len == 5 && memcmp(mi->key, "query", 5) == 0)
+            dst = &r->query;
+        else if (mi->key_len == 7 && memcmp(mi->key, "headers", 7) == 0)
+            headers = mi;
+        else if (mi->key_len == 4 && memcmp(mi->key, "body", 4) == 0)
+            body = mi;
+        else if (mi->key_len == 13 && memcmp(mi->key, "body_encoding", 13) == 0)
+            base64 = mi->value_len == 8 && memcmp(mi->value, "\"base64\"", 8) == 0;
+        if (dst && !(*dst = fast_string(r, mi)))
+            goto unsure;
+    }
+    if (headers && (headers->value[0] != '{' ||
+                    !ackd_jscan_object(headers->value, headers->value_len, h, &nh) ||
+                    nh > MAX_STORED_HEADERS))
+        goto unsure;
+    for (int i = 0; i < nh; i++) {
+        char *name = r->scratch + r->used;
+        memcpy(name, h[i].key, h[i].key_len);
+        name[h[i].key_len] = '\0';
+        r->used += h[i].key_len + 1;
+        const char *value = fast_string(r, &h[i]);
+        if (!value)
+            goto unsure;
+        r->names[r->nheaders] = name;
+        r->values[r->nheaders++] = value;
+    }
+    *rc = fast_body(call, body, base64);
+    return true;
+unsure:
+    ackd_free(r->scratch);
+    memset(r, 0, sizeof *r);
+    return false;
+}
+
+/* The same with jansson, for anything jscan is unsure of. */
+static int read_parsed(ackd_call_t *call, stored_req_t *r)
+{
+    json_t *req = json_loads(call->task.request, 0, NULL);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        return ACKD_EINVAL;
+    }
+    r->tree = req;
+    r->method = json_string_value(json_object_get(req, "method"));
+    r->path = json_string_value(json_object_get(req, "path"));
+    r->query = json_string_value(json_object_get(req, "query"));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(req, "headers"), k, v)
+    {
+        if (json_is_string(v) && r->nheaders < MAX_STORED_HEADERS) {
+            r->names[r->nheaders] = k;
+            r->values[r->nheaders++] = json_string_value(v);
+        }
+    }
+    json_t *body = json_object_get(req, "body");
+    const char *enc = json_string_value(json_object_get(req, "body_encoding"));
     if (!body || json_is_null(body))
         return 0;
     if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
@@ -153,42 +277,49 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
 {
     const ackd_task_t *t = &call->task;
     const ackd_queue_conf_t *q = call->conf;
-    json_t *req = t->request ? json_loads(t->request, 0, NULL) : NULL;
-    if (t->request && !req) {
-        *why = "the stored request cannot be read";
-        return ACKD_EINVAL;
+    stored_req_t req;
+    memset(&req, 0, sizeof req);
+    const char *ct = NULL;
+    int rc = 0;
+    if (!t->request) {
+        /* a queue task: its payload as a JSON POST */
+        req.method = "POST";
+        req.path = "/";
+        call->body = ackd_strdup(t->payload ? t->payload : "null");
+        call->body_len = strlen(call->body);
+        ct = "application/json";
+    } else if (!read_fast(call, &req, &rc)) {
+        rc = read_parsed(call, &req);
+        if (rc && !req.tree) {
+            *why = "the stored request cannot be read";
+            return rc;
+        }
     }
-    const char *method = req ? json_string_value(json_object_get(req, "method")) : "POST";
-    const char *path = req ? json_string_value(json_object_get(req, "path")) : "/";
-    const char *query = req ? json_string_value(json_object_get(req, "query")) : "";
-    json_t *headers = req ? json_object_get(req, "headers") : NULL;
-    const char *ct = headers ? json_string_value(json_object_get(headers, "content-type")) : NULL;
-    if (q->upstream_path)
-        path = q->upstream_path;
-    ackd_buf_init(&call->answer, q->max_result_size ? q->max_result_size : 1);
-    call->answer_headers = json_object();
-    int rc = request_body(call, req, &ct);
     if (rc) {
-        json_decref(req);
+        stored_req_free(&req);
         *why = "the stored request body cannot be decoded";
         return rc;
     }
+    for (int i = 0; i < req.nheaders; i++)
+        if (strcmp(req.names[i], "content-type") == 0)
+            ct = req.values[i];
+    const char *method = req.method ? req.method : "POST";
+    const char *path = q->upstream_path ? q->upstream_path : req.path;
+    const char *query = req.query;
+    ackd_buf_init(&call->answer, q->max_result_size ? q->max_result_size : 1);
+    call->answer_headers = json_object();
     char *url;
     if (asprintf(&url, "%s%s%s%s", q->upstream, path ? path : "/", query && *query ? "?" : "",
                  query ? query : "") < 0) {
-        json_decref(req);
+        stored_req_free(&req);
         *why = "out of memory";
         return ACKD_EINVAL;
     }
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%d", t->attempts);
-    rc = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(headers, k, v)
-    {
-        if (json_is_string(v) && strcmp(k, "content-type") != 0 && in_list(q->forward_headers, k))
-            rc |= add_header(call, k, json_string_value(v));
+    for (int i = 0; i < req.nheaders; i++) {
+        if (strcmp(req.names[i], "content-type") != 0 && in_list(q->forward_headers, req.names[i]))
+            rc |= add_header(call, req.names[i], req.values[i]);
     }
     if (ct)
         rc |= add_header(call, "Content-Type", ct);
@@ -206,7 +337,7 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
     call->headers = curl_slist_append(call->headers, "Expect:"); /* no 100-continue round trip */
     if (rc) {
         free(url);
-        json_decref(req);
+        stored_req_free(&req);
         *why = "a forwarded header value holds CR or LF";
         return ACKD_EINVAL;
     }
@@ -236,7 +367,7 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
     free(url);
-    json_decref(req);
+    stored_req_free(&req);
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * document the scanner vouches for must be one jansson (as ackd calls it:
  * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) accepts as an object with the
  * same members in the same order, each member's minified text parsing to a
- * value equal to jansson's. (The converse is not required: the scanner may
+ * value equal to jansson's, and each string member unescaping
+ * (ackd_jscan_string) to jansson's characters. (The converse is not required: the scanner may
  * be unsure of anything.) */
 #include <jansson.h>
 #include <stdint.h>
@@ -40,6 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         json_decref(v);
         free(text);
+        json_t *jv = json_object_iter_value(it);
+        if (json_is_string(jv)) { /* a string member unescapes to jansson's characters */
+            char *chars = malloc(m[i].value_len + 1);
+            size_t cl = ackd_jscan_string(m[i].value, m[i].value_len, chars);
+            if (cl != json_string_length(jv) || memcmp(chars, json_string_value(jv), cl) != 0)
+                abort();
+            free(chars);
+        }
     }
     json_decref(j);
     return 0;

@@ -118,3 +118,20 @@ TEST(jscan_is_unsure_where_jansson_might_differ)
         strcat(deep, "]");
     CHECK(!sure(strcat(deep, "}")));
 }
+
+TEST(jscan_string_unescapes_the_short_escapes)
+{
+    const char *doc = "{\"s\":\"a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti\",\"e\":\"\",\"p\":\"plain\"}";
+    ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS];
+    int n = 0;
+    CHECK(ackd_jscan_object(doc, strlen(doc), m, &n));
+    CHECK_INT(n, 3);
+    char out[64];
+    size_t len = ackd_jscan_string(m[0].value, m[0].value_len, out);
+    CHECK_INT((int)len, 17);
+    CHECK(memcmp(out, "a\"b\\c/d\be\ff\ng\rh\ti", 17) == 0);
+    CHECK_INT((int)ackd_jscan_string(m[1].value, m[1].value_len, out), 0);
+    len = ackd_jscan_string(m[2].value, m[2].value_len, out);
+    CHECK_INT((int)len, 5);
+    CHECK(memcmp(out, "plain", 5) == 0);
+}
