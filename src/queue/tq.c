@@ -136,6 +136,7 @@ static void wake_if_due(ackd_store_op_t *s, const ackd_task_t *t, int64_t now)
 /* --- enqueue --- */
 
 static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c);
+static int watch_task(ackd_tq_op_t *op);
 
 static bool same_str(const char *a, const char *b)
 {
@@ -227,7 +228,18 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
          * of the watch re-runs the read, not the insert */
         memcpy(op->id, op->items[0].task.id, ACKD_ID_MAX);
         s->apply = apply_get;
-        return apply_get(s, b, c);
+        if (op->items[0].replayed)
+            return apply_get(s, b, c);
+        /* a new task is the row just written: no need to read it back
+         * (a wait watches it; an answer at once takes the item's copy) */
+        if (op->wait_until > s->now)
+            return watch_task(op);
+        ackd_task_t *t = &op->items[0].task;
+        ackd_task_clear(&op->task);
+        op->task = *t;
+        memset(t, 0, sizeof *t);
+        memcpy(t->id, op->id, ACKD_ID_MAX);
+        return 0;
     }
     return 0;
 }
@@ -589,6 +601,18 @@ static void add_running_attempt(ackd_tq_op_t *op)
     memcpy(a->lease_id, t->lease_id, sizeof a->lease_id);
 }
 
+/* Asks the store to watch op->id until op->wait_until. */
+static int watch_task(ackd_tq_op_t *op)
+{
+    ackd_store_op_t *s = &op->base;
+    s->watch = true;
+    memcpy(s->watch_id, op->id, ACKD_ID_MAX);
+    s->watch_until = op->wait_until;
+    s->takeable = op->early_answer;
+    ackd_task_clear(&op->task); /* a waiter holds no row: the wake reads it again */
+    return 0;
+}
+
 /* A read, which for a long poll asks the store to watch the task. */
 static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
@@ -596,14 +620,8 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
     int rc = load(op, b, c);
     if (rc)
         return rc > 0 ? 0 : rc;
-    if (!ACKD_TASK_TERMINAL(op->task.state) && op->wait_until > s->now && !s->parked_expired) {
-        s->watch = true;
-        memcpy(s->watch_id, op->id, ACKD_ID_MAX);
-        s->watch_until = op->wait_until;
-        s->takeable = op->early_answer;
-        ackd_task_clear(&op->task); /* a waiter holds no row: the wake reads it again */
-        return 0;
-    }
+    if (!ACKD_TASK_TERMINAL(op->task.state) && op->wait_until > s->now && !s->parked_expired)
+        return watch_task(op);
     op->waited_out = s->parked_expired;
     if (!op->with_attempts)
         return 0;
