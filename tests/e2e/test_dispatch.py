@@ -478,6 +478,35 @@ def test_an_upstream_closing_every_connection_is_followed(server, up):
     assert fds() <= before + 2, (before, fds())
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_upstream_closing_idle_connections_costs_nothing(start_ackd, make_upstream):
+    """The poll handle of a kept-alive upstream connection keeps watching it
+    between requests (http/client.c); when the upstream closes the idle
+    connection, that handle must stop at once, not report a readable socket
+    over and over (a busy loop), and the next call opens a new connection."""
+    up = make_upstream()
+    up.idle_timeout = 0.2
+    up.on("/idle", answer(200, {"ok": True}))
+    srv = start_ackd(queue_config({"i": fast_retry(upstream=up.origin)}) | {
+        "route POST /idle": {"queue": "i", "mode": "sync", "sync_timeout": "10s"}})
+    r, _ = post(srv, "/idle", {"n": 1})
+    assert r.status_code == 200, r.text
+    time.sleep(0.6)                          # the upstream has closed it by now
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    time.sleep(1.0)
+    busy = (cpu_seconds(srv.pid) - cpu0) / (time.monotonic() - t0)
+    assert busy < 0.2, f"ackd used {busy:.0%} of a CPU while idle"
+    r, _ = post(srv, "/idle", {"n": 2})
+    assert r.status_code == 200, r.text
+    assert len({c.peer for c in up.calls("/idle")}) == 2
+
+
 def test_sync_retries_inside_a_wait_are_invisible_in_time_too(server, up):
     """A sync client whose task is retried waits for the retries, not for
     the sync_timeout: the answer comes as soon as the last attempt ends."""

@@ -13,6 +13,9 @@ test, recording every request.
                        .inflight, .max_inflight  concurrency as seen here
                        .max_inflight_of(path)    the same, for one path
                        .reset_stats()
+                       .idle_timeout             seconds after which an idle
+                                                 kept-alive connection is closed
+                                                 (None: never; set before use)
 
 A behaviour is a callable (req, n) -> Answer, where req is the Recorded
 request and n counts the calls (from 1) of that behaviour's key, which is
@@ -183,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def setup(self):
+        # idle_timeout: a kept-alive connection idle that long is closed here
+        self.timeout = self.server.upstream.idle_timeout
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -254,6 +259,7 @@ class FakeUpstream:
         self._paths = {}
         self._default = answer()
         self._key = None
+        self.idle_timeout = None
         self.httpd = _Server((host, 0), _Handler)
         self.httpd.upstream = self
         self.port = self.httpd.server_address[1]
