@@ -265,6 +265,15 @@ struct ackd_store_op {
     const char *park_queue;    /* set by apply to park; NULL: finished */
     int64_t park_until;        /* ms since the epoch */
     bool parked_expired;       /* set when done runs because the wait ran out */
+    /* set by the op's maker (they fill padding here: waiters are many):
+     * takeable - a watch its maker may end before the change it waits
+     *            for commits (ackd_store_take_watchers);
+     * lazy     - nobody waits for this op's answer (a push call's result
+     *            whose client already has it): the committer may hold it
+     *            up to ACKD_STORE_LAZY_US for company, to share the next
+     *            commit */
+    bool takeable;
+    bool lazy;
     /* streaming watches (SSE): called on the committer thread after each
      * re-run of apply that keeps watching; NULL for plain long polls */
     ackd_store_done_fn wake;
@@ -274,13 +283,6 @@ struct ackd_store_op {
     bool watch;
     char watch_id[ACKD_ID_MAX];
     int64_t watch_until;
-    /* a watch its maker may end before the change it waits for commits
-     * (ackd_store_take_watchers): set by the maker, never by the store */
-    bool takeable;
-    /* nobody waits for this op's answer (a push call's result whose client
-     * already has it): the committer may hold it up to ACKD_STORE_LAZY_US
-     * for company, so that it shares the next commit */
-    bool lazy;
     /* effects apply reports, so the store can wake others */
     const char *woke_queue;    /* a task of this queue became due now */
     bool woke_all;             /* tasks of several queues became due now */
