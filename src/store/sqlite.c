@@ -49,6 +49,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "store/sqlite_vfs.h"
 #include "store/store.h"
 
 static const char *const migrations[] = {
@@ -598,7 +599,13 @@ static int sq_open(const char *location, bool writer, bool sync_full, ackd_store
     ackd_store_conn_t *c = ACKD_NEW(ackd_store_conn_t);
     c->writer = writer;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(location, &c->db, flags, NULL) != SQLITE_OK) {
+    /* the writer gathers each commit's WAL writes into one (sqlite_vfs.h);
+     * only with FULL, where frames are synced before other connections
+     * can know of them */
+    const char *vfs = writer && sync_full && ackd_sqlite_vfs_register() == SQLITE_OK
+                          ? ACKD_SQLITE_VFS
+                          : NULL;
+    if (sqlite3_open_v2(location, &c->db, flags, vfs) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", location,
                  c->db ? sqlite3_errmsg(c->db) : "out of memory");
         sq_close(c);
