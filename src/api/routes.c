@@ -80,17 +80,22 @@ static int named_by_connection(ackd_http_req_t *req, const char *name)
  * lower-case, repeated fields joined with a comma, RFC 9110 §5.3), body}.
  * Written with the JSON writer (jansson trees here were a third of the
  * HTTP loop's work on an async route). */
-#define MAX_KEPT_HEADERS 128
+typedef struct {
+    const char *name;  /* as the client spelled it; written lower-case */
+    const char *value;
+    ackd_buf_t joined; /* used when the field repeats */
+} kept_field_t;
 
 static char *request_json(ackd_http_req_t *req)
 {
-    struct {
-        const char *name; /* as the client spelled it; written lower-case */
-        const char *value;
-        ackd_buf_t joined; /* used when the field repeats */
-    } fields[MAX_KEPT_HEADERS];
-    int nfields = 0;
+    kept_field_t few[32], *fields = few;
     const char *name, *value;
+    size_t total = 0;
+    while (ackd_http_req_header_at(req, total, &name, &value) == 0)
+        total++;
+    if (total > sizeof few / sizeof few[0])
+        fields = ackd_malloc(total * sizeof *fields);
+    int nfields = 0;
     for (size_t i = 0; ackd_http_req_header_at(req, i, &name, &value) == 0; i++) {
         if (strlen(name) >= 256 || is_private_header(name) || named_by_connection(req, name))
             continue;
@@ -105,8 +110,6 @@ static char *request_json(ackd_http_req_t *req)
             ackd_buf_append(j, value, strlen(value));
             continue;
         }
-        if (nfields == MAX_KEPT_HEADERS)
-            continue;
         fields[nfields].name = name;
         fields[nfields].value = value;
         ackd_buf_init(&fields[nfields++].joined, 0);
@@ -139,6 +142,8 @@ static char *request_json(ackd_http_req_t *req)
     const char *body = ackd_http_req_body(req, &len);
     ackd_jbody_write(&w, ackd_http_req_header(req, "content-type"), body, len);
     ackd_jw_close(&w);
+    if (fields != few)
+        ackd_free(fields);
     return ackd_buf_detach(&out, NULL);
 }
 

@@ -123,12 +123,12 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
 /* The parts of a route task's stored request that a call needs
  * ({method, path, query, headers, body[, body_encoding]}, written by
  * api/routes.c). Strings point into `scratch` or into `tree`. */
-#define MAX_STORED_HEADERS 64
-
 typedef struct {
     const char *method, *path, *query;
-    const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
+    const char **names, **values; /* the headers, nheaders of each */
     int nheaders;
+    const char *fast_names[ACKD_JSCAN_MAX_MEMBERS], *fast_values[ACKD_JSCAN_MAX_MEMBERS];
+    const char **heap;         /* owned: names and values when jansson read them */
     char *scratch;             /* owned: unescaped strings, each NUL-terminated */
     size_t used;
     json_t *tree;              /* owned: when jansson read it */
@@ -136,6 +136,7 @@ typedef struct {
 
 static void stored_req_free(stored_req_t *r)
 {
+    ackd_free(r->heap);
     ackd_free(r->scratch);
     json_decref(r->tree);
 }
@@ -209,9 +210,10 @@ static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
             goto unsure;
     }
     if (headers && (headers->value[0] != '{' ||
-                    !ackd_jscan_object(headers->value, headers->value_len, h, &nh) ||
-                    nh > MAX_STORED_HEADERS))
+                    !ackd_jscan_object(headers->value, headers->value_len, h, &nh)))
         goto unsure;
+    r->names = r->fast_names;
+    r->values = r->fast_values;
     for (int i = 0; i < nh; i++) {
         char *name = r->scratch + r->used;
         memcpy(name, h[i].key, h[i].key_len);
@@ -243,11 +245,16 @@ static int read_parsed(ackd_call_t *call, stored_req_t *r)
     r->method = json_string_value(json_object_get(req, "method"));
     r->path = json_string_value(json_object_get(req, "path"));
     r->query = json_string_value(json_object_get(req, "query"));
+    json_t *headers = json_object_get(req, "headers");
+    size_t nh = json_object_size(headers);
+    r->heap = ackd_calloc(2 * nh + 1, sizeof *r->heap);
+    r->names = r->heap;
+    r->values = r->heap + nh;
     const char *k;
     json_t *v;
-    json_object_foreach(json_object_get(req, "headers"), k, v)
+    json_object_foreach(headers, k, v)
     {
-        if (json_is_string(v) && r->nheaders < MAX_STORED_HEADERS) {
+        if (json_is_string(v)) {
             r->names[r->nheaders] = k;
             r->values[r->nheaders++] = json_string_value(v);
         }

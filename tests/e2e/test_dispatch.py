@@ -21,6 +21,7 @@ paths of its own."""
 import email.utils
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -373,6 +374,34 @@ def test_allowlisted_headers_go_upstream_and_private_ones_never(server, up, api)
         assert len(c.header_all(name)) == 1, (name, c.headers)
     d = api.task(r.headers["Task-Id"])
     assert d["correlation_id"] == "req-fwd-123"
+
+
+@pytest.mark.parametrize("extra", [0, 40])
+def test_allowlisted_headers_go_upstream_among_many(server, up, extra):
+    """The stored request is read by a scanner that takes up to 32 headers
+    and by jansson beyond: with 40 more headers than that, the allowlisted
+    ones (and a repeated one, joined) still go upstream, with escapes in
+    their values intact, and the others still do not."""
+    path = f"/fwd/{unique('many')}"
+    up.on(path, answer(200, {"ok": True}))
+    headers = [("X-Custom", 'quote " and \\ backslash'), ("Accept", "a/b"), ("Accept", "c/d")]
+    headers += [(f"X-Extra-{i}", f"v{i}") for i in range(extra)]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30 * SLOW) as sk:
+        body = b'{"x":1}'
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        sk.sendall(head.encode() + body)
+        got = b""
+        while chunk := sk.recv(65536):
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    (c,) = up.calls(path)
+    assert c.header("X-Custom") == 'quote " and \\ backslash'
+    assert c.header("Accept") == "a/b, c/d"
+    assert c.body == b'{"x":1}'
+    names = {k.lower() for k, _ in c.headers}
+    assert not any(n.startswith("x-extra-") for n in names), c.headers
 
 
 def test_default_allowlist(server, up, api):
