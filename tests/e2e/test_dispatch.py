@@ -19,6 +19,7 @@ One server and one fake upstream serve the module; each case has queues or
 paths of its own."""
 
 import email.utils
+import json
 import os
 import signal
 import socket
@@ -548,6 +549,80 @@ def test_sync_retries_inside_a_wait_are_invisible_in_time_too(server, up):
 
 # --------------------------------------------------------------------------
 # stopping with calls in flight
+
+
+ROUTE_CRASH_CYCLES = 4
+
+
+def test_kill_9_loses_no_answered_sync_request(start_ackd, make_upstream):
+    """A sync route answers as soon as the upstream does, while the complete
+    that records the outcome commits (api/routes.c, tq_take_waiters). Kill -9
+    in the middle of such a load, start again on the same file: every
+    request that got its answer is a task there (completed, or processing
+    until its lease expires), and once the leases have expired every one is
+    completed; a task that runs again goes upstream with the same
+    Idempotency-Key (its task id) as its first call."""
+    up = make_upstream()
+    up.on("/pay", lambda req, n: Answer(200, json.dumps({"call": n}),
+                                        {"Content-Type": "application/json"}))
+    queue = {"upstream": up.origin, "max_attempts": 3, "retry_base": "20ms",
+             "retry_cap": "50ms", "attempt_timeout": "1s", "connect_timeout": "1s"}
+
+    def cfg(db=None):
+        c = queue_config({"pay": queue}, storage={"sync": "full", **({"path": str(db)} if db
+                                                                     else {})})
+        c["route POST /pay"] = {"queue": "pay", "mode": "sync", "sync_timeout": "10s"}
+        return c
+
+    srv = start_ackd(cfg())
+    db = srv.data_dir / "ackd.db"
+    answered = {}
+    lock = threading.Lock()
+    for cycle in range(ROUTE_CRASH_CYCLES):
+        stop = threading.Event()
+
+        def client():
+            with requests.Session() as s:
+                while not stop.is_set():
+                    try:
+                        r = s.post(srv.url("/pay"), json={"cycle": cycle}, timeout=10 * SLOW)
+                    except requests.RequestException:
+                        return          # killed under us: in doubt, not answered
+                    if r.status_code == 200:
+                        with lock:
+                            answered[r.headers["Task-Id"]] = r.json()
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        srv.expected_returncodes = {-signal.SIGKILL}
+        srv.signal(signal.SIGKILL)
+        srv.wait_exit()
+        stop.set()
+        for t in threads:
+            t.join(30)
+            assert not t.is_alive(), "a client hung after the kill"
+        srv = start_ackd(cfg(db))
+        with Api(srv) as api:
+            for tid in list(answered):
+                st = api.task(tid)["status"]
+                assert st in ("completed", "processing"), (cycle, tid, st)
+    assert len(answered) > 50, len(answered)
+    # the leases of calls cut by a kill expire (connect + attempt timeout + 10 s)
+    # and those tasks run again: in the end every answered request completed
+    with Api(srv) as api:
+        def all_done():
+            return all(api.task(tid)["status"] == "completed" for tid in answered)
+        wait_for(all_done, timeout=40 * SLOW, what="every answered task completed")
+    by_task = {}
+    for c in up.calls("/pay"):
+        by_task.setdefault(c.header("Task-Id"), []).append(c)
+    assert set(answered) <= set(by_task)
+    for tid, calls in by_task.items():
+        assert all(c.header("Idempotency-Key") == tid for c in calls), tid
+    again = sum(1 for tid in answered if len(by_task[tid]) > 1)
+    print(f"route crash test: {len(answered)} answered, {again} of them ran again")
 
 
 def test_sigterm_with_calls_in_flight_stops_cleanly(start_ackd, make_upstream):
