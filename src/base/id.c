@@ -149,3 +149,11 @@ int ackd_id_valid(const char *prefix, const char *s)
             return 0;
     return s[plen] <= '7';
 }
+
+uint64_t ackd_id_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}

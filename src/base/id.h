@@ -28,5 +28,8 @@ void ackd_id_new_at(const char *prefix, int64_t ms, char *out);
 void ackd_random_bytes(void *buf, size_t n);
 /* 1 if s is prefix + 26 valid characters. */
 int ackd_id_valid(const char *prefix, const char *s);
+/* A 64-bit FNV-1a hash of an id (or any string), for hash tables keyed by
+ * ids; not a secret. */
+uint64_t ackd_id_hash(const char *s);
 
 #endif

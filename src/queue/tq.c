@@ -1011,10 +1011,7 @@ typedef struct early_id {
 
 static size_t early_hash(const char *id)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ull;
-    return (size_t)(h % EARLY_BUCKETS);
+    return (size_t)(ackd_id_hash(id) % EARLY_BUCKETS);
 }
 
 static void early_add(ackd_tq_t *tq, const char *id)

@@ -208,10 +208,7 @@ static void unpark_locked(ackd_store_t *s, ackd_store_op_t *op)
 
 static size_t hash_id(const char *id, size_t nbuckets)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ull;
-    return (size_t)(h & (nbuckets - 1));
+    return (size_t)(ackd_id_hash(id) & (nbuckets - 1));
 }
 
 static void watch_link(ackd_store_t *s, ackd_store_op_t *op)
