@@ -59,14 +59,10 @@ void ackd_jw_close(ackd_jw_t *w)
 
 void ackd_jw_str(ackd_jw_t *w, const char *key, const char *s)
 {
-    if (!s) {
+    if (!s)
         ackd_jw_null(w, key);
-        return;
-    }
-    lead(w, key);
-    ackd_buf_appendc(w->b, '"');
-    ackd_buf_append_json_str(w->b, s, strlen(s));
-    ackd_buf_appendc(w->b, '"');
+    else
+        ackd_jw_strn(w, key, s, strlen(s));
 }
 
 void ackd_jw_strn(ackd_jw_t *w, const char *key, const char *s, size_t n)

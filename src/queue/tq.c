@@ -43,7 +43,6 @@ struct ackd_tq {
     /* tasks whose outcome was answered before its commit (early_*) */
     pthread_mutex_t early_lock;
     struct early_id *early[EARLY_BUCKETS];
-    int nearly;
 };
 
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
@@ -1028,7 +1027,6 @@ static void early_add(ackd_tq_t *tq, const char *id)
         tq->early[b] = e;
     }
     e->refs++;
-    tq->nearly++;
     pthread_mutex_unlock(&tq->early_lock);
 }
 
@@ -1040,7 +1038,6 @@ static void early_remove(ackd_tq_t *tq, const char *id)
         early_id_t *e = *pe;
         if (strcmp(e->id, id) != 0)
             continue;
-        tq->nearly--;
         if (--e->refs == 0) {
             *pe = e->next;
             ackd_free(e);
@@ -1054,10 +1051,8 @@ static bool early_pending(ackd_tq_t *tq, const char *id)
 {
     bool found = false;
     pthread_mutex_lock(&tq->early_lock);
-    if (tq->nearly > 0) {
-        for (early_id_t *e = tq->early[early_hash(id)]; e && !found; e = e->next)
-            found = strcmp(e->id, id) == 0;
-    }
+    for (early_id_t *e = tq->early[early_hash(id)]; e && !found; e = e->next)
+        found = strcmp(e->id, id) == 0;
     pthread_mutex_unlock(&tq->early_lock);
     return found;
 }

@@ -263,20 +263,24 @@ static void watch_remove(ackd_store_t *s, ackd_store_op_t *op)
     heap_remove(s, op);
 }
 
-/* Moves the watchers of `id` onto *out (a list through ->next). */
-static void watch_take(ackd_store_t *s, const char *id, ackd_store_op_t **out)
+/* Moves the watchers of `id` (only the takeable ones if asked) onto *out
+ * (a list through ->next); returns how many. */
+static int watch_take(ackd_store_t *s, const char *id, bool only_takeable, ackd_store_op_t **out)
 {
+    int n = 0;
     size_t b = hash_id(id, s->nbuckets);
     ackd_store_op_t *op = s->watch_buckets[b];
     while (op) {
         ackd_store_op_t *next = op->next;
-        if (strcmp(op->watch_id, id) == 0) {
+        if (strcmp(op->watch_id, id) == 0 && (op->takeable || !only_takeable)) {
             watch_remove(s, op);
             op->next = *out;
             *out = op;
+            n++;
         }
         op = next;
     }
+    return n;
 }
 
 /* --- public entry points --- */
@@ -322,18 +326,8 @@ int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op)
 
 int ackd_store_take_watchers(ackd_store_t *s, const char *id, ackd_store_op_t **out)
 {
-    int n = 0;
     pthread_mutex_lock(&s->lock);
-    size_t b = hash_id(id, s->nbuckets);
-    for (ackd_store_op_t *op = s->watch_buckets[b], *next; op; op = next) {
-        next = op->next;
-        if (!op->takeable || strcmp(op->watch_id, id) != 0)
-            continue;
-        watch_remove(s, op);
-        op->next = *out;
-        *out = op;
-        n++;
-    }
+    int n = watch_take(s, id, true, out);
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -524,7 +518,7 @@ static void wake_watchers(ackd_store_t *s, char (*ids)[ACKD_ID_MAX], int n)
     ackd_store_op_t *list = NULL;
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < n; i++)
-        watch_take(s, ids[i], &list);
+        watch_take(s, ids[i], false, &list);
     pthread_mutex_unlock(&s->lock);
     for (ackd_store_op_t *op = list, *next; op; op = next) {
         next = op->next;
