@@ -136,6 +136,8 @@ static void wake_if_due(ackd_store_op_t *s, const ackd_task_t *t, int64_t now)
 
 static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c);
 static int watch_task(ackd_tq_op_t *op);
+static int lease_to(ackd_tq_op_t *op, const ackd_tq_op_t *claimer, const ackd_store_backend_t *b,
+                    ackd_store_conn_t *c, ackd_task_t *t);
 
 static bool same_str(const char *a, const char *b)
 {
@@ -199,7 +201,21 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
         ackd_tq_item_t *it = &op->items[i];
         if (it->replayed)
             continue;
-        int rc = b->task_insert(c, &it->task);
+        /* A claim waiting on the queue takes a lone new task as it is
+         * written: one row written leased, instead of a queued row, the
+         * claim's query and a second write. The tasks of a batch request
+         * are queued, so a claim's query orders them by priority. */
+        ackd_tq_op_t *claimer = NULL;
+        if (op->nitems == 1 && it->task.due_at <= s->now)
+            claimer = (ackd_tq_op_t *)ackd_store_take_parked(it->task.queue);
+        int rc = claimer ? lease_to(op, claimer, b, c, &it->task) : 0;
+        if (rc == 0)
+            rc = b->task_insert(c, &it->task);
+        if (rc == 0 && claimer) {
+            claimer->tasks = ackd_realloc(claimer->tasks,
+                                          (size_t)(claimer->ntasks + 1) * sizeof *claimer->tasks);
+            ackd_task_copy(&claimer->tasks[claimer->ntasks++], &it->task);
+        }
         if (rc == 0 && it->idem_scope) {
             ackd_idem_t idem = {.tenant = it->task.tenant, .scope = it->idem_scope,
                                 .key = it->task.idem_key, .expires_at = s->now + ttl};
@@ -214,7 +230,9 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
             queue_key(it->task.queue, key);
             note_changed(op, key); /* its stream shows task.queued */
         }
-        if (it->task.due_at <= s->now) {
+        if (claimer) {
+            /* taken: nothing became due */
+        } else if (it->task.due_at <= s->now) {
             if (s->woke_queue && strcmp(s->woke_queue, it->task.queue) != 0)
                 s->woke_all = true;
             s->woke_queue = it->task.queue;
@@ -338,13 +356,14 @@ static int add_delivery(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_st
 
 /* --- claim --- */
 
-/* Leases t, a row task_claimable read, to the claimer. */
-static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
-                     ackd_task_t *t)
+/* Leases t to `claimer` and records its task.processing event; op is the
+ * operation running (the claim itself, or an enqueue handing its new task
+ * to a waiting claim). The caller writes the row. */
+static int lease_to(ackd_tq_op_t *op, const ackd_tq_op_t *claimer, const ackd_store_backend_t *b,
+                    ackd_store_conn_t *c, ackd_task_t *t)
 {
     ackd_store_op_t *s = &op->base;
-    int rc;
-    int64_t lease = op->lease_ms > 0 ? op->lease_ms : default_lease_ms(op->tq, t);
+    int64_t lease = claimer->lease_ms > 0 ? claimer->lease_ms : default_lease_ms(op->tq, t);
     t->lease_ms = lease; /* heartbeats without a lease extend by the same length */
     t->state = ACKD_TASK_PROCESSING;
     t->attempts++;
@@ -354,12 +373,17 @@ static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store
     t->attempt_started_at = s->now; /* its attempts row is written when it ends */
     event_data_t ev;
     ackd_jw_int(event_data(&ev, t, "processing"), "attempt", t->attempts);
-    rc = add_event(op, b, c, t, "task.processing", &ev);
-    if (rc == 0)
-        rc = b->task_update(c, t);
     if (!s->expiry_hint || t->lease_expires_at < s->expiry_hint)
         s->expiry_hint = t->lease_expires_at;
-    return rc;
+    return add_event(op, b, c, t, "task.processing", &ev);
+}
+
+/* Leases t, a row task_claimable read, to the claimer. */
+static int claim_one(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                     ackd_task_t *t)
+{
+    int rc = lease_to(op, op, b, c, t);
+    return rc ? rc : b->task_update(c, t);
 }
 
 static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
@@ -377,6 +401,7 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
         if (op->wait_until > s->now) {
             s->park_queue = op->queue;
             s->park_until = op->wait_until;
+            s->room = max; /* an enqueue may hand it its task: ackd_store_take_parked */
         }
         return 0;
     }

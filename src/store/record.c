@@ -20,15 +20,27 @@ int ackd_task_state_parse(const char *s)
     return -1;
 }
 
+#define TASK_STRINGS(t)                                                                           \
+    {&(t)->tenant,      &(t)->queue,        &(t)->payload,  &(t)->request,                        \
+     &(t)->result,      &(t)->error,        &(t)->progress_msg, &(t)->correlation_id,             \
+     &(t)->traceparent, &(t)->callback_url, &(t)->idem_key}
+
 void ackd_task_clear(ackd_task_t *t)
 {
-    char **fields[] = {&t->tenant,       &t->queue,          &t->payload,     &t->request,
-                       &t->result,       &t->error,          &t->progress_msg, &t->correlation_id,
-                       &t->traceparent,  &t->callback_url,   &t->idem_key};
+    char **fields[] = TASK_STRINGS(t);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         ackd_free(*fields[i]);
         *fields[i] = NULL;
     }
+}
+
+void ackd_task_copy(ackd_task_t *dst, const ackd_task_t *src)
+{
+    *dst = *src;
+    char **fields[] = TASK_STRINGS(dst);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (*fields[i])
+            *fields[i] = ackd_strdup(*fields[i]);
 }
 
 void ackd_attempt_clear(ackd_attempt_t *a)

@@ -38,6 +38,16 @@ typedef struct {
     ackd_store_op_t *tail;
 } parked_list_t;
 
+/* The batch being run (committer only): what ackd_store_take_parked
+ * needs to know of it. */
+typedef struct {
+    const char *woke[64];      /* queues made due by the batch's ops so far */
+    int nwoke;
+    bool woke_all;
+    ackd_store_op_t *taken;    /* claims given tasks by take_parked, oldest first */
+    ackd_store_op_t *taken_tail;
+} batch_t;
+
 typedef struct reader {
     pthread_t thread;
     ackd_store_conn_t *conn;
@@ -70,6 +80,7 @@ struct ackd_store {
     int64_t next_purge;
     bool recheck_timers;       /* ask the backend for next_due/next_expiry */
     bool draining;             /* shutting down: waits end at once */
+    batch_t *batch;            /* the batch run_batch is running, else NULL */
     /* readers */
     reader_t *readers;
     int nreaders;
@@ -605,7 +616,45 @@ static bool due_timer_fired(ackd_store_t *s, int64_t now)
     return s->next_due && s->next_due <= now;
 }
 
-#define MAX_WOKE 64
+#define MAX_WOKE ((int)(sizeof ((batch_t *)0)->woke / sizeof(const char *)))
+
+/* The store whose batch this committer thread runs, for take_parked. */
+static __thread ackd_store_t *committing;
+
+ackd_store_op_t *ackd_store_take_parked(const char *queue)
+{
+    ackd_store_t *s = committing;
+    batch_t *bt = s ? s->batch : NULL;
+    if (!bt || bt->woke_all)
+        return NULL;
+    for (int k = 0; k < bt->nwoke; k++)
+        if (strcmp(bt->woke[k], queue) == 0)
+            return NULL;
+    for (ackd_store_op_t *op = bt->taken; op; op = op->next) {
+        if (op->room > 0 && strcmp(op->park_queue, queue) == 0) {
+            op->room--;
+            return op;
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    parked_list_t *l = s->draining ? NULL : parked_list(s, queue, false);
+    ackd_store_op_t *op = l ? l->head : NULL;
+    while (op && op->room <= 0)
+        op = op->next;
+    if (op)
+        unpark_locked(s, op); /* ours now: ackd_store_unpark leaves it */
+    pthread_mutex_unlock(&s->lock);
+    if (!op)
+        return NULL;
+    op->room--;
+    op->next = NULL; /* park_queue stays set while the batch runs */
+    if (bt->taken_tail)
+        bt->taken_tail->next = op;
+    else
+        bt->taken = op;
+    bt->taken_tail = op;
+    return op;
+}
 
 /* The error of the first operation of the list whose apply failed, or 0. */
 static int first_failure(const ackd_store_op_t *list)
@@ -619,20 +668,21 @@ static int first_failure(const ackd_store_op_t *list)
 static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool timer_woke)
 {
     const ackd_store_backend_t *b = s->b;
-    const char *woke[MAX_WOKE];
-    int nwoke = 0;
-    bool woke_all = timer_woke;
+    batch_t bt = {.woke_all = timer_woke};
+    const char **woke = bt.woke;
     ackd_store_op_t *finished = NULL, *reparks = NULL, *watchers = NULL;
     size_t nchanged = 0, capchanged = 0;
     char (*changed)[ACKD_ID_MAX] = NULL;
 
+    s->batch = &bt;
+    committing = s;
     int rc = b->begin(s->wconn);
     for (ackd_store_op_t *op = batch, *next; op; op = next) {
         next = op->next;
         reset_effects(op);
         op->now = now;
         op->rc = rc ? rc : op->apply(op, b, s->wconn);
-        note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
+        note_effects(s, op, &bt.woke_all, woke, &bt.nwoke, MAX_WOKE);
         if (op->park_queue) {
             op->next = reparks;
             reparks = op;
@@ -648,9 +698,22 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         }
     }
     ackd_store_op_t *served = NULL; /* claims that waited: answered first */
-    if (rc == 0 && (woke_all || nwoke)) {
-        serve_parked(s, now, woke_all, woke, nwoke, &served, &reparks);
-        serve_batch_reparks(s, now, woke_all, woke, nwoke, &finished, &reparks);
+    if (rc == 0 && (bt.woke_all || bt.nwoke)) {
+        serve_parked(s, now, bt.woke_all, woke, bt.nwoke, &served, &reparks);
+        serve_batch_reparks(s, now, bt.woke_all, woke, bt.nwoke, &finished, &reparks);
+    }
+    s->batch = NULL;
+    committing = NULL;
+    /* claims handed tasks as they were written: served too, oldest last
+     * (served is newest first) */
+    for (ackd_store_op_t *op = bt.taken, *next; op; op = next) {
+        next = op->next;
+        reset_effects(op); /* its parking run's; park_queue too */
+        op->room = 0;
+        op->now = now;
+        op->rc = 0;
+        op->next = served;
+        served = op;
     }
     /* both lists are newest first and are reversed below: served goes at
      * the tail of finished, so its answers leave first */
@@ -661,7 +724,7 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         *tail = served;
     }
     for (ackd_store_op_t *op = finished; op; op = op->next) {
-        note_effects(s, op, &woke_all, woke, &nwoke, MAX_WOKE);
+        note_effects(s, op, &bt.woke_all, woke, &bt.nwoke, MAX_WOKE);
         for (int k = -1; k < op->nchanged_more; k++) {
             const char *id = k < 0 ? op->changed_id : op->changed_more[k];
             if (!id[0])

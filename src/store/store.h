@@ -143,6 +143,8 @@ typedef struct {
 } ackd_queue_stats_t;
 
 void ackd_task_clear(ackd_task_t *t);
+/* dst becomes a copy of src with strings of its own (clear it after). */
+void ackd_task_copy(ackd_task_t *dst, const ackd_task_t *src);
 void ackd_attempt_clear(ackd_attempt_t *a);
 void ackd_idem_clear(ackd_idem_t *i);
 void ackd_event_clear(ackd_event_t *e);
@@ -274,6 +276,9 @@ struct ackd_store_op {
      *            commit */
     bool takeable;
     bool lazy;
+    /* a claim that parks: how many tasks it takes (ackd_store_take_parked
+     * counts them down); 0 for other waits */
+    int room;
     /* streaming watches (SSE): called on the committer thread after each
      * re-run of apply that keeps watching; NULL for plain long polls */
     ackd_store_done_fn wake;
@@ -341,6 +346,18 @@ int ackd_store_unpark(ackd_store_t *s, ackd_store_op_t *op);
  * the store. Used to hand a waiting client an outcome while the commit
  * recording it still runs. Any thread. */
 int ackd_store_take_watchers(ackd_store_t *s, const char *id, ackd_store_op_t **out);
+
+/* For an apply function on the committer, inside a batch: hands a task
+ * being written now straight to a claim waiting on `queue`, so it is
+ * inserted already leased instead of queued and claimed by a second write.
+ * Returns the claim parked longest on `queue` with room left (one unit of it
+ * taken), or NULL when there is none, or when an earlier operation of this
+ * batch made a task of that queue due (or a delayed task's time came): that
+ * task is older and goes first, by the claim's own query. A claim taken is
+ * off its parked list; the store answers it with this batch, before the
+ * batch's own operations, without running its apply again. The caller adds
+ * the task to it and must not report woke_queue for it. */
+ackd_store_op_t *ackd_store_take_parked(const char *queue);
 
 /* The backend (for apply functions and tests). */
 const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s);
