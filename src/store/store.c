@@ -46,6 +46,11 @@ typedef struct {
     bool woke_all;
     ackd_store_op_t *taken;    /* claims given tasks by take_parked, oldest first */
     ackd_store_op_t *taken_tail;
+    /* queues take_parked found no claim on: only the committer parks, after
+     * the batch, so the answer holds until then (and the lock is not taken
+     * again per task) */
+    const char *missed[8];
+    int nmissed;
 } batch_t;
 
 typedef struct reader {
@@ -630,6 +635,9 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue)
     for (int k = 0; k < bt->nwoke; k++)
         if (strcmp(bt->woke[k], queue) == 0)
             return NULL;
+    for (int k = 0; k < bt->nmissed; k++)
+        if (strcmp(bt->missed[k], queue) == 0)
+            return NULL;
     for (ackd_store_op_t *op = bt->taken; op; op = op->next) {
         if (op->room > 0 && strcmp(op->park_queue, queue) == 0) {
             op->room--;
@@ -644,8 +652,11 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue)
     if (op)
         unpark_locked(s, op); /* ours now: ackd_store_unpark leaves it */
     pthread_mutex_unlock(&s->lock);
-    if (!op)
+    if (!op) {
+        if (bt->nmissed < (int)(sizeof bt->missed / sizeof bt->missed[0]))
+            bt->missed[bt->nmissed++] = queue; /* the enqueue's task: alive all batch */
         return NULL;
+    }
     op->room--;
     op->next = NULL; /* park_queue stays set while the batch runs */
     if (bt->taken_tail)

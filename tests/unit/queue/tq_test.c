@@ -908,6 +908,118 @@ TQ_TEST(tq_claim_in_the_same_batch_as_enqueue)
     ackd_tq_op_free(op);
 }
 
+/* A parked claim takes lone new tasks as they are written, in the order
+ * they come, up to its max: inserted leased, one row write each. */
+TQ_TEST(tq_waiting_claim_takes_lone_tasks_as_they_are_written)
+{
+    waiter_t *wc = start(claim_op(f, "q", 3, 30000, 10000));
+    CHECK_INT(barrier(f), ACKD_ENOENT); /* the claim is parked now */
+    waiter_t *g = gate_close(f);        /* the four enqueues share one batch */
+    waiter_t *we[4];
+    for (int i = 0; i < 4; i++) {
+        ackd_tq_op_t *e = enqueue_op(f, "t1", "q", 1);
+        if (i == 3)
+            e->items[0].task.priority = 9; /* a claim's query would take it first */
+        we[i] = start(e);
+    }
+    int64_t before = ackd_now_ms();
+    gate_open(g);
+    ackd_tq_op_t *enq[4];
+    for (int i = 0; i < 4; i++) {
+        CHECK((enq[i] = await(we[i])) != NULL);
+        CHECK_INT(enq[i]->status, 0);
+    }
+    ackd_tq_op_t *op = await(wc);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 3);
+    for (int i = 0; i < 3 && op->ntasks == 3; i++) {
+        ackd_task_t *t = &op->tasks[i];
+        CHECK_STR(t->id, enq[i]->items[0].task.id);
+        CHECK_INT(t->state, ACKD_TASK_PROCESSING);
+        CHECK_INT(t->attempts, 1);
+        CHECK(t->lease_id[0] != '\0');
+        CHECK(t->lease_expires_at >= before + 30000);
+        CHECK_STR(t->payload, "{\"n\":1}"); /* the claim hands the payload over */
+    }
+    /* the fourth found the claim full: queued */
+    CHECK_INT(state_of(f, enq[3]->items[0].task.id), ACKD_TASK_QUEUED);
+    ackd_queue_stats_t st = stats(f, "q");
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 3);
+    /* the stored row holds the lease the claim answered, and the history
+     * shows the attempt starting */
+    ackd_tq_op_t *g0 = get(f, op->tasks[0].id);
+    CHECK(g0 != NULL);
+    CHECK_INT(g0->task.state, ACKD_TASK_PROCESSING);
+    CHECK_STR(g0->task.lease_id, op->tasks[0].lease_id);
+    CHECK(g0->task.attempt_started_at >= before);
+    ackd_tq_op_free(g0);
+    ackd_tq_op_t *ev = run(task_op(f, ACKD_TQ_EVENTS, op->tasks[0].id, NULL));
+    CHECK(ev != NULL);
+    CHECK_INT(ev->nevents, 2);
+    if (ev->nevents == 2) {
+        CHECK_STR(ev->events[0].type, "task.queued");
+        CHECK_STR(ev->events[1].type, "task.processing");
+        CHECK(strstr(ev->events[1].data, "\"attempt\":1") != NULL);
+    }
+    ackd_tq_op_free(ev);
+    CHECK_INT(complete(f, op->tasks[0].id, op->tasks[0].lease_id, "{}"), 0);
+    CHECK_INT(state_of(f, op->tasks[0].id), ACKD_TASK_COMPLETED);
+    ackd_tq_op_free(op);
+    for (int i = 0; i < 4; i++)
+        ackd_tq_op_free(enq[i]);
+}
+
+/* The tasks of one batch request are queued, so a waiting claim picks among
+ * them by priority. */
+TQ_TEST(tq_waiting_claim_orders_a_batch_request_by_priority)
+{
+    waiter_t *wc = start(claim_op(f, "q", 1, 30000, 10000));
+    CHECK_INT(barrier(f), ACKD_ENOENT);
+    ackd_tq_op_t *enq = enqueue_op(f, "t1", "q", 3);
+    int prio[3] = {0, 5, 1};
+    for (int i = 0; i < 3; i++)
+        enq->items[i].task.priority = prio[i];
+    CHECK((enq = run(enq)) != NULL);
+    CHECK_INT(enq->status, 0);
+    ackd_tq_op_t *op = await(wc);
+    CHECK(op != NULL);
+    CHECK_INT(op->ntasks, 1);
+    if (op->ntasks == 1)
+        CHECK_STR(op->tasks[0].id, enq->items[1].task.id);
+    ackd_tq_op_free(op);
+    ackd_tq_op_free(enq);
+}
+
+/* A task an earlier operation of the same batch made due is older than a
+ * new one: the waiting claim gets it, not the new task. */
+TQ_TEST(tq_waiting_claim_takes_an_older_due_task_before_a_new_one)
+{
+    char old[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", old), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, old, NULL)), 0);
+    waiter_t *wc = start(claim_op(f, "q", 1, 30000, 10000));
+    CHECK_INT(barrier(f), ACKD_ENOENT);
+    waiter_t *g = gate_close(f);
+    waiter_t *wr = start(task_op(f, ACKD_TQ_RETRY, old, NULL)); /* canceled -> queued, due now */
+    waiter_t *we = start(enqueue_op(f, "t1", "q", 1));
+    gate_open(g);
+    ackd_tq_op_t *r = await(wr), *enq = await(we);
+    CHECK(r != NULL && enq != NULL);
+    CHECK_INT(r->status, 0);
+    CHECK_INT(enq->status, 0);
+    ackd_tq_op_t *op = await(wc);
+    CHECK(op != NULL);
+    CHECK_INT(op->ntasks, 1);
+    if (op->ntasks == 1)
+        CHECK_STR(op->tasks[0].id, old);
+    CHECK_INT(state_of(f, enq->items[0].task.id), ACKD_TASK_QUEUED);
+    ackd_tq_op_free(op);
+    ackd_tq_op_free(r);
+    ackd_tq_op_free(enq);
+}
+
 TQ_TEST(tq_claim_wait_runs_out_empty)
 {
     int64_t t0 = ackd_mono_us();
