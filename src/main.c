@@ -51,6 +51,8 @@ typedef struct {
     uv_signal_t sigterm, sigint;
     ackd_http_server_t *http;
     ackd_api_t *api;
+    ackd_dispatch_t *dispatch;
+    int64_t grace_ms;
     int stopping;
 } daemon_t;
 
@@ -71,6 +73,8 @@ static void on_signal(uv_signal_t *s, int signum)
     ACKD_LOG(ACKD_LOG_INFO, "shutting down", LOG_INT("signal", signum),
              LOG_INT("connections", ackd_http_server_connections(d->http)));
     atomic_store(&d->api->draining, true);
+    /* no new upstream calls; those running get the grace, as requests do */
+    ackd_dispatch_stop(d->dispatch, d->grace_ms);
     ackd_tq_drain(d->api->tq);
     ackd_http_server_shutdown(d->http, on_http_stopped, d);
 }
@@ -146,22 +150,21 @@ static int serve(const ackd_config_t *cfg)
         fprintf(stderr, "ackd: [storage] %s\n", err);
         return 1;
     }
-    ackd_dispatch_t *dispatch;
-    if (ackd_dispatch_start(&dispatch, cfg, tq) != 0) {
-        ackd_tq_close(tq);
-        return 1;
-    }
     ackd_webhook_sender_t *sender = NULL;
     if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
-        ackd_dispatch_stop(dispatch, 0);
         ackd_tq_close(tq);
-        ackd_dispatch_free(dispatch);
         return 1;
     }
-    daemon_t d = {0};
+    daemon_t d = {.grace_ms = cfg->server.shutdown_grace_ms};
     ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
     uv_loop_init(&d.loop);
+    if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0) {
+        ackd_webhook_sender_stop(sender, 0);
+        ackd_tq_close(tq);
+        ackd_webhook_sender_free(sender);
+        return 1;
+    }
     ackd_router_t *router = ackd_router_new();
     int rc = ackd_api_register(router, &api);
     if (rc) {
@@ -186,13 +189,13 @@ static int serve(const ackd_config_t *cfg)
     ACKD_LOG(ACKD_LOG_INFO, "listening", LOG_STR("listen", cfg->server.listen),
              LOG_INT("port", ackd_http_server_port(d.http)), LOG_STR("version", ACKD_VERSION));
 
+    /* until the server and the dispatcher (stopped by on_signal) are done */
     uv_run(&d.loop, UV_RUN_DEFAULT);
 
     ackd_api_stop(&api);
-    ackd_dispatch_stop(dispatch, cfg->server.shutdown_grace_ms);
     ackd_webhook_sender_stop(sender, cfg->server.shutdown_grace_ms);
     ackd_tq_close(tq); /* answers the claims still parked: after the stops, before the frees */
-    ackd_dispatch_free(dispatch);
+    ackd_dispatch_free(d.dispatch);
     ackd_webhook_sender_free(sender);
     ackd_http_server_free(d.http);
     ackd_router_free(router);

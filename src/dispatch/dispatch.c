@@ -1,11 +1,11 @@
-/* dispatch.c - the push executor's thread: claims, limits, libcurl on libuv.
+/* dispatch.c - the push executor: claims, limits, libcurl on libuv.
  *
- * Loop phases of the dispatcher's thread:
+ * It runs on the HTTP server's loop (see dispatch.h for why). Its parts:
  *   inbox   claims answered by the store (on_inbox, woken by uv_async_send)
  *   curl    transfers run in http/client.c on this loop
  *   done    finished transfers become complete/fail operations (call_done)
  *   rate    a queue out of tokens waits for the next one (on_rate_timer)
- * Everything here but post_claim (a store thread) runs on that thread. */
+ * Everything here but on_claimed (a store thread) runs on the loop's thread. */
 #include "dispatch/dispatch.h"
 
 #include <curl/curl.h>
@@ -40,8 +40,7 @@ typedef struct qstate {
 struct ackd_dispatch {
     const ackd_config_t *cfg;
     ackd_tq_t *tq;
-    uv_thread_t thread;
-    uv_loop_t loop;
+    uv_loop_t *loop;              /* the HTTP server's */
     uv_async_t async;
     uv_timer_t grace_timer;
     ackd_http_client_t *client;
@@ -52,8 +51,7 @@ struct ackd_dispatch {
     pthread_mutex_t lock;
     ackd_tq_op_t **inbox;
     int ninbox, capinbox;
-    bool closed;                  /* under lock: the thread is gone */
-    bool stop_requested;          /* under lock */
+    bool closed;                  /* under lock: stopped, the inbox takes nothing */
     int64_t grace_ms;
     bool stopping;                /* loop thread: no new claims */
     bool closing;                 /* loop thread: handles are closing */
@@ -210,7 +208,7 @@ static void on_rate_timer(uv_timer_t *t)
 static void rate_refill(qstate_t *q)
 {
     double rate = q->conf->rate;
-    uint64_t now = uv_now(&q->d->loop);
+    uint64_t now = uv_now(q->d->loop);
     double burst = rate < 1 ? 1 : rate;
     q->tokens += (double)(now - q->refilled_ms) * rate / 1000.0;
     if (q->tokens > burst)
@@ -288,7 +286,6 @@ static void on_inbox(uv_async_t *a)
     int n = d->ninbox;
     d->inbox = NULL;
     d->ninbox = d->capinbox = 0;
-    bool stop = d->stop_requested;
     pthread_mutex_unlock(&d->lock);
     for (int i = 0; i < n; i++) {
         ackd_tq_op_t *op = ops[i];
@@ -308,20 +305,6 @@ static void on_inbox(uv_async_t *a)
         maybe_claim(q);
     }
     ackd_free(ops);
-    if (stop && !d->stopping) {
-        d->stopping = true;
-        for (int i = 0; i < d->nqueues; i++) {
-            qstate_t *q = &d->queues[i];
-            if (q->claiming && ackd_tq_abandon(q->claim)) {
-                q->claiming = false;
-                q->claim = NULL;
-            }
-        }
-        if (d->inflight == 0)
-            begin_stop(d);
-        else
-            uv_timer_start(&d->grace_timer, on_grace_over, (uint64_t)d->grace_ms, 0);
-    }
 }
 
 /* --- stopping --- */
@@ -331,15 +314,9 @@ static void on_grace_over(uv_timer_t *t)
     begin_stop(t->data);
 }
 
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 /* Calls still running are abandoned (their leases expire and the tasks run
- * again); then every handle of the loop is closed, so uv_run returns. */
+ * again); then the dispatcher's handles are closed: it keeps the loop
+ * running no longer. */
 static void begin_stop(struct ackd_dispatch *d)
 {
     if (d->closing)
@@ -366,18 +343,14 @@ static void begin_stop(struct ackd_dispatch *d)
     for (int i = 0; i < n; i++)
         ackd_tq_op_free(ops[i]);
     ackd_free(ops);
-    uv_walk(&d->loop, close_handle, NULL);
-}
-
-static void thread_main(void *arg)
-{
-    struct ackd_dispatch *d = arg;
+    uv_close((uv_handle_t *)&d->async, NULL);
+    uv_close((uv_handle_t *)&d->grace_timer, NULL);
     for (int i = 0; i < d->nqueues; i++)
-        maybe_claim(&d->queues[i]);
-    uv_run(&d->loop, UV_RUN_DEFAULT);
+        uv_close((uv_handle_t *)&d->queues[i].rate_timer, NULL);
 }
 
-int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq_t *tq)
+int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq_t *tq,
+                        uv_loop_t *loop)
 {
     *out = NULL;
     int n = 0;
@@ -388,13 +361,13 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
     struct ackd_dispatch *d = ACKD_NEW(struct ackd_dispatch);
     d->cfg = cfg;
     d->tq = tq;
-    uv_loop_init(&d->loop);
-    uv_async_init(&d->loop, &d->async, on_inbox);
+    d->loop = loop;
+    uv_async_init(loop, &d->async, on_inbox);
     d->async.data = d;
-    uv_timer_init(&d->loop, &d->grace_timer);
+    uv_timer_init(loop, &d->grace_timer);
     d->grace_timer.data = d;
     pthread_mutex_init(&d->lock, NULL);
-    d->client = ackd_http_client_new(&d->loop);
+    d->client = ackd_http_client_new(loop);
     d->queues = ackd_calloc((size_t)n, sizeof *d->queues);
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (!cfg->queues[i].upstream)
@@ -403,15 +376,12 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
         q->d = d;
         q->conf = &cfg->queues[i];
         q->tokens = q->conf->rate > 0 ? (q->conf->rate < 1 ? 1 : q->conf->rate) : 0;
-        uv_timer_init(&d->loop, &q->rate_timer);
+        uv_timer_init(loop, &q->rate_timer);
         q->rate_timer.data = q;
-        q->refilled_ms = uv_now(&d->loop);
+        q->refilled_ms = uv_now(loop);
     }
-    int rc = uv_thread_create(&d->thread, thread_main, d);
-    if (rc) {
-        ACKD_LOG(ACKD_LOG_ERROR, "cannot start the dispatcher", LOG_STR("error", uv_strerror(rc)));
-        return rc;
-    }
+    for (int i = 0; i < d->nqueues; i++)
+        maybe_claim(&d->queues[i]);
     ACKD_LOG(ACKD_LOG_INFO, "dispatcher started", LOG_INT("queues", d->nqueues));
     *out = d;
     return 0;
@@ -419,15 +389,21 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
 
 void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms)
 {
-    if (!d)
+    if (!d || d->stopping)
         return;
-    pthread_mutex_lock(&d->lock);
-    d->stop_requested = true;
+    d->stopping = true;
     d->grace_ms = grace_ms;
-    pthread_mutex_unlock(&d->lock);
-    uv_async_send(&d->async);
-    uv_thread_join(&d->thread);
-    uv_loop_close(&d->loop);
+    for (int i = 0; i < d->nqueues; i++) {
+        qstate_t *q = &d->queues[i];
+        if (q->claiming && ackd_tq_abandon(q->claim)) {
+            q->claiming = false;
+            q->claim = NULL;
+        }
+    }
+    if (d->inflight == 0)
+        begin_stop(d);
+    else
+        uv_timer_start(&d->grace_timer, on_grace_over, (uint64_t)d->grace_ms, 0);
 }
 
 void ackd_dispatch_free(ackd_dispatch_t *d)
