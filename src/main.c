@@ -52,6 +52,7 @@ typedef struct {
     ackd_http_server_t *http;
     ackd_api_t *api;
     ackd_dispatch_t *dispatch;
+    ackd_webhook_sender_t *sender;
     int64_t grace_ms;
     int stopping;
 } daemon_t;
@@ -73,8 +74,11 @@ static void on_signal(uv_signal_t *s, int signum)
     ACKD_LOG(ACKD_LOG_INFO, "shutting down", LOG_INT("signal", signum),
              LOG_INT("connections", ackd_http_server_connections(d->http)));
     atomic_store(&d->api->draining, true);
-    /* no new upstream calls; those running get the grace, as requests do */
+    /* no new upstream calls nor webhooks (a draining store answers their
+     * waiting claims at once: they would claim again and again); those
+     * running get the grace, as requests do */
     ackd_dispatch_stop(d->dispatch, d->grace_ms);
+    ackd_webhook_sender_stop(d->sender, d->grace_ms);
     ackd_tq_drain(d->api->tq);
     ackd_http_server_shutdown(d->http, on_http_stopped, d);
 }
@@ -155,12 +159,13 @@ static int serve(const ackd_config_t *cfg)
         ackd_tq_close(tq);
         return 1;
     }
-    daemon_t d = {.grace_ms = cfg->server.shutdown_grace_ms};
+    daemon_t d = {.grace_ms = cfg->server.shutdown_grace_ms, .sender = sender};
     ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
     uv_loop_init(&d.loop);
     if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0) {
         ackd_webhook_sender_stop(sender, 0);
+        ackd_webhook_sender_join(sender);
         ackd_tq_close(tq);
         ackd_webhook_sender_free(sender);
         return 1;
@@ -193,7 +198,7 @@ static int serve(const ackd_config_t *cfg)
     uv_run(&d.loop, UV_RUN_DEFAULT);
 
     ackd_api_stop(&api);
-    ackd_webhook_sender_stop(sender, cfg->server.shutdown_grace_ms);
+    ackd_webhook_sender_join(sender);
     ackd_tq_close(tq); /* answers the claims still parked: after the stops, before the frees */
     ackd_dispatch_free(d.dispatch);
     ackd_webhook_sender_free(sender);

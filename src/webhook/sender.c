@@ -384,10 +384,19 @@ void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms)
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
+    bool first = !s->stop_requested;
     s->stop_requested = true;
-    s->grace_ms = grace_ms;
+    if (first)
+        s->grace_ms = grace_ms;
     pthread_mutex_unlock(&s->lock);
-    uv_async_send(&s->async);
+    if (first)
+        uv_async_send(&s->async);
+}
+
+void ackd_webhook_sender_join(ackd_webhook_sender_t *s)
+{
+    if (!s)
+        return;
     uv_thread_join(&s->thread);
     uv_loop_close(&s->loop);
 }

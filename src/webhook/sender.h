@@ -16,10 +16,14 @@ typedef struct ackd_webhook_sender ackd_webhook_sender_t;
 
 int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *cfg,
                               ackd_tq_t *tq);
-/* Lets tries in flight finish for up to grace_ms, then abandons the rest
- * (they are tried again after their lease), joins the thread. Before the
- * task queue closes. */
+/* Stops claiming (at once: a draining store would answer a waiting claim at
+ * once, again and again) and lets tries in flight finish for up to
+ * grace_ms; the rest are abandoned (tried again after their lease). Returns
+ * at once; a second call does nothing. Any thread. */
 void ackd_webhook_sender_stop(ackd_webhook_sender_t *s, int64_t grace_ms);
+/* Waits until the stopped sender's thread has ended. Before the task queue
+ * closes. */
+void ackd_webhook_sender_join(ackd_webhook_sender_t *s);
 /* Frees the stopped sender, after the task queue closed (a claim still held
  * by the store is answered as it closes, and its callback reads the sender). */
 void ackd_webhook_sender_free(ackd_webhook_sender_t *s);

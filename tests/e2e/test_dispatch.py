@@ -515,6 +515,43 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def test_shutdown_grace_with_a_call_in_flight_is_idle(start_ackd, make_upstream):
+    """During the shutdown grace the store answers waiting claims at once, so
+    the dispatcher and the webhook sender stop claiming at the signal; they
+    had claimed again and again (~0.75 of a CPU for the whole grace). The
+    call in flight still finishes inside the grace and its outcome is kept
+    (its client, whose wait the drain ended, reads it at status_url)."""
+    up = make_upstream()
+    up.on("/slow", answer(200, {"ok": True}, delay=2.0))
+    srv = start_ackd(queue_config(
+        {"s": fast_retry(upstream=up.origin)}, server={"shutdown_grace": "6s"}) | {
+        "route POST /slow": {"queue": "s", "mode": "sync", "sync_timeout": "20s"}})
+    got = {}
+
+    def call():
+        got["r"] = requests.post(srv.url("/slow"), json={"x": 1}, timeout=20 * SLOW)
+
+    t = threading.Thread(target=call)
+    t.start()
+    up.wait_calls(1, timeout=SOON)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    time.sleep(1.0)
+    busy = (cpu_seconds(srv.pid) - cpu0) / (time.monotonic() - t0)
+    assert busy < 0.2, f"ackd used {busy:.0%} of a CPU in its shutdown grace"
+    assert srv.wait_exit(15 * SLOW) == 0, srv.stderr_text()[-3000:]
+    t.join(20 * SLOW)
+    r = got["r"]
+    assert r.status_code == 504 and r.json()["status_url"], r.text   # the drain's answer
+    assert not srv.problems(), srv.problems()
+    srv.start()
+    doc = requests.get(srv.url(r.json()["status_url"]), timeout=SOON).json()
+    assert doc["status"] == "completed" and doc["attempts"] == 1, doc
+    res = requests.get(srv.url(r.json()["status_url"] + "/result"), timeout=SOON)
+    assert res.status_code == 200 and res.json() == {"ok": True}, res.text
+
+
 def test_an_upstream_closing_idle_connections_costs_nothing(start_ackd, make_upstream):
     """The poll handle of a kept-alive upstream connection keeps watching it
     between requests (http/client.c); when the upstream closes the idle
