@@ -496,6 +496,7 @@ failed:
 
 static void *ckpt_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ackd-checkpoint"); /* top -H, perf, gdb */
     ckpt_t *k = arg;
     pthread_mutex_lock(&k->lock);
     while (!k->stop) {

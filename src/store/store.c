@@ -814,6 +814,7 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
 
 static void *committer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ackd-committer"); /* top -H, perf, gdb */
     ackd_store_t *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->stop || s->in_head) {
@@ -867,6 +868,7 @@ static void *committer_main(void *arg)
 
 static void *reader_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ackd-reader"); /* top -H, perf, gdb */
     reader_t *r = arg;
     ackd_store_t *s = r->store;
     pthread_mutex_lock(&s->rlock);

@@ -344,6 +344,7 @@ static void begin_stop(ackd_webhook_sender_t *s)
 
 static void thread_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ackd-webhooks"); /* top -H, perf, gdb */
     ackd_webhook_sender_t *s = arg;
     maybe_claim(s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
