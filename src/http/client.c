@@ -235,12 +235,6 @@ static void on_timer_closed(uv_handle_t *h)
     ackd_free(h);
 }
 
-static void close_polls(uv_handle_t *h, void *arg)
-{
-    if (h->type == UV_POLL && !uv_is_closing(h) && ((sock_t *)h->data)->c == arg)
-        uv_close(h, on_sock_closed);
-}
-
 void ackd_http_client_free(ackd_http_client_t *c)
 {
     for (xfer_t *x = c->xfers, *next; x; x = next) {
@@ -251,7 +245,13 @@ void ackd_http_client_free(ackd_http_client_t *c)
     c->timer->data = NULL;
     c->cleaning = 1;
     curl_multi_cleanup(c->multi); /* closes the cached connections (on_close_socket) */
-    uv_walk(c->loop, close_polls, c);
+    /* the poll handles left: its own, not every poll handle of a loop it
+     * shares (the dispatcher's is the HTTP server's) */
+    for (int fd = 0; fd < c->nsocks; fd++) {
+        sock_t *s = c->socks[fd];
+        if (s && !uv_is_closing((uv_handle_t *)&s->poll))
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+    }
     uv_close((uv_handle_t *)c->timer, on_timer_closed);
     ackd_free(c->socks);
     ackd_free(c);
