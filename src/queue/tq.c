@@ -43,6 +43,7 @@ struct ackd_tq {
     /* tasks whose outcome was answered before its commit (early_*) */
     pthread_mutex_t early_lock;
     struct early_id *early[EARLY_BUCKETS];
+    int nearly;                /* ids in it */
 };
 
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
@@ -657,11 +658,33 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
     return rc;
 }
 
+static char (*early_snapshot(ackd_tq_t *tq, int *n))[ACKD_ID_MAX];
+
 static int apply_list(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    for (int i = 0; i < op->ntasks; i++)
+        ackd_task_clear(&op->tasks[i]);
+    ackd_free(op->tasks);
+    op->ntasks = 0;
+    /* A reader's listing may show a task whose outcome a client already
+     * has while the commit recording it runs. The ids answered that way
+     * are taken before the read starts (one recorded during the read may
+     * be read either way); if the listing holds one, done_user sends the
+     * op to the committer, which lists again after that commit. */
+    int nearly = 0;
+    char(*early)[ACKD_ID_MAX] = op->list_pass == 0 ? early_snapshot(op->tq, &nearly) : NULL;
     op->tasks = ackd_calloc((size_t)op->filter.limit + 1, sizeof *op->tasks);
-    return b->task_list(c, &op->filter, op->tasks, &op->ntasks);
+    int rc = b->task_list(c, &op->filter, op->tasks, &op->ntasks);
+    for (int i = 0; rc == 0 && i < op->ntasks && op->list_pass == 0; i++)
+        for (int k = 0; k < nearly; k++)
+            if (strcmp(op->tasks[i].id, early[k]) == 0 &&
+                !ACKD_TASK_TERMINAL(op->tasks[i].state)) {
+                op->list_pass = 1;
+                break;
+            }
+    ackd_free(early);
+    return rc;
 }
 
 static int apply_stats(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
@@ -1050,6 +1073,7 @@ static void early_add(ackd_tq_t *tq, const char *id)
         memcpy(e->id, id, ACKD_ID_MAX);
         e->next = tq->early[b];
         tq->early[b] = e;
+        tq->nearly++;
     }
     e->refs++;
     pthread_mutex_unlock(&tq->early_lock);
@@ -1066,10 +1090,27 @@ static void early_remove(ackd_tq_t *tq, const char *id)
         if (--e->refs == 0) {
             *pe = e->next;
             ackd_free(e);
+            tq->nearly--;
         }
         break;
     }
     pthread_mutex_unlock(&tq->early_lock);
+}
+
+/* The ids in the early set now (malloc'd; NULL and 0 when none). */
+static char (*early_snapshot(ackd_tq_t *tq, int *n))[ACKD_ID_MAX]
+{
+    char(*ids)[ACKD_ID_MAX] = NULL;
+    *n = 0;
+    pthread_mutex_lock(&tq->early_lock);
+    if (tq->nearly > 0) {
+        ids = ackd_malloc((size_t)tq->nearly * sizeof *ids);
+        for (size_t b = 0; b < EARLY_BUCKETS; b++)
+            for (early_id_t *e = tq->early[b]; e; e = e->next)
+                memcpy(ids[(*n)++], e->id, ACKD_ID_MAX);
+    }
+    pthread_mutex_unlock(&tq->early_lock);
+    return ids;
 }
 
 static bool early_pending(ackd_tq_t *tq, const char *id)
@@ -1134,6 +1175,11 @@ static void done_user(ackd_store_op_t *s)
     op->waited_out = op->waited_out || s->parked_expired;
     if (op->record_early)
         early_remove(op->tq, op->id); /* reads of the task need not follow it any more */
+    if (op->kind == ACKD_TQ_LIST && op->list_pass == 1 && s->rc == 0) {
+        op->list_pass = 2; /* see apply_list */
+        ackd_store_submit(op->tq->store, s);
+        return;
+    }
     op->cb(op);
 }
 

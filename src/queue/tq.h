@@ -90,6 +90,9 @@ struct ackd_tq_op {
     char *result;              /* owned JSON; fail: the upstream's answer, kept on the task */
     char *error;               /* owned JSON */
     bool retry;
+    signed char list_pass;     /* list, internal (in retry's padding): 1 - a listed task's
+                                  outcome was answered before its commit: list again on the
+                                  committer, after it; 2 - that second listing */
     int64_t retry_after_ms;
     bool with_attempts;
     bool load_task;            /* enqueue: read the (new or replayed) task back into task */

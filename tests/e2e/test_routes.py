@@ -339,6 +339,23 @@ def test_reads_right_after_a_sync_answer_see_its_outcome(server, up):
             assert res.status_code == 200 and res.content == r.content
 
 
+def test_a_listing_right_after_a_sync_answer_sees_its_outcome(server, up):
+    """The same for a listing of the queue's tasks: the task the client just
+    got its answer for is listed with that outcome, never as "processing"
+    (a listing that finds such a task reads again after the commit)."""
+    up.on("/misc/ls", lambda req, n: Answer(200, json.dumps({"n": n}),
+                                            {"Content-Type": "application/json"}))
+    with requests.Session() as s:
+        for i in range(40):
+            r = s.post(server.url("/misc/ls"), json={"i": i}, timeout=30 * SLOW)
+            assert r.status_code == 200, r.text
+            tid = r.headers["Task-Id"]
+            page = s.get(server.url("/v1/tasks"), params={"queue": "misc", "limit": 20},
+                         timeout=30 * SLOW).json()
+            mine = [t for t in page["tasks"] if t["id"] == tid]
+            assert mine and mine[0]["status"] == "completed", (i, mine)
+
+
 def test_text_answer_keeps_its_content_type(server, up):
     up.on("/misc/text", answer(200, "plain words\n", content_type="text/plain; charset=utf-8"))
     r, _ = post(server, "/misc/text", {"q": 1})
