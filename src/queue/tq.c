@@ -43,7 +43,7 @@ struct ackd_tq {
     /* tasks whose outcome was answered before its commit (early_*) */
     pthread_mutex_t early_lock;
     struct early_id *early[EARLY_BUCKETS];
-    int nearly;                /* ids in it */
+    int nearly;                /* ids in it: a listing copies none when 0 */
 };
 
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
@@ -660,6 +660,19 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
 
 static char (*early_snapshot(ackd_tq_t *tq, int *n))[ACKD_ID_MAX];
 
+/* Whether the listing holds a task of `ids` that it shows unfinished. */
+static bool lists_one_of(const ackd_tq_op_t *op, char (*ids)[ACKD_ID_MAX], int n)
+{
+    for (int i = 0; i < op->ntasks; i++) {
+        if (ACKD_TASK_TERMINAL(op->tasks[i].state))
+            continue;
+        for (int k = 0; k < n; k++)
+            if (strcmp(op->tasks[i].id, ids[k]) == 0)
+                return true;
+    }
+    return false;
+}
+
 static int apply_list(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
@@ -676,13 +689,8 @@ static int apply_list(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_st
     char(*early)[ACKD_ID_MAX] = op->list_pass == 0 ? early_snapshot(op->tq, &nearly) : NULL;
     op->tasks = ackd_calloc((size_t)op->filter.limit + 1, sizeof *op->tasks);
     int rc = b->task_list(c, &op->filter, op->tasks, &op->ntasks);
-    for (int i = 0; rc == 0 && i < op->ntasks && op->list_pass == 0; i++)
-        for (int k = 0; k < nearly; k++)
-            if (strcmp(op->tasks[i].id, early[k]) == 0 &&
-                !ACKD_TASK_TERMINAL(op->tasks[i].state)) {
-                op->list_pass = 1;
-                break;
-            }
+    if (rc == 0 && lists_one_of(op, early, nearly))
+        op->list_pass = 1;
     ackd_free(early);
     return rc;
 }

@@ -41,6 +41,7 @@ typedef struct {
 /* The batch being run (committer only): what ackd_store_take_parked
  * needs to know of it. */
 typedef struct {
+    struct ackd_store *store;
     const char *woke[64];      /* queues made due by the batch's ops so far */
     int nwoke;
     bool woke_all;
@@ -85,7 +86,6 @@ struct ackd_store {
     int64_t next_purge;
     bool recheck_timers;       /* ask the backend for next_due/next_expiry */
     bool draining;             /* shutting down: waits end at once */
-    batch_t *batch;            /* the batch run_batch is running, else NULL */
     /* readers */
     reader_t *readers;
     int nreaders;
@@ -623,15 +623,15 @@ static bool due_timer_fired(ackd_store_t *s, int64_t now)
 
 #define MAX_WOKE ((int)(sizeof ((batch_t *)0)->woke / sizeof(const char *)))
 
-/* The store whose batch this committer thread runs, for take_parked. */
-static __thread ackd_store_t *committing;
+/* The batch this committer thread runs, for take_parked; NULL outside one. */
+static __thread batch_t *running;
 
 ackd_store_op_t *ackd_store_take_parked(const char *queue)
 {
-    ackd_store_t *s = committing;
-    batch_t *bt = s ? s->batch : NULL;
+    batch_t *bt = running;
     if (!bt || bt->woke_all)
         return NULL;
+    ackd_store_t *s = bt->store;
     for (int k = 0; k < bt->nwoke; k++)
         if (strcmp(bt->woke[k], queue) == 0)
             return NULL;
@@ -679,14 +679,13 @@ static int first_failure(const ackd_store_op_t *list)
 static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool timer_woke)
 {
     const ackd_store_backend_t *b = s->b;
-    batch_t bt = {.woke_all = timer_woke};
+    batch_t bt = {.store = s, .woke_all = timer_woke};
     const char **woke = bt.woke;
     ackd_store_op_t *finished = NULL, *reparks = NULL, *watchers = NULL;
     size_t nchanged = 0, capchanged = 0;
     char (*changed)[ACKD_ID_MAX] = NULL;
 
-    s->batch = &bt;
-    committing = s;
+    running = &bt;
     int rc = b->begin(s->wconn);
     for (ackd_store_op_t *op = batch, *next; op; op = next) {
         next = op->next;
@@ -713,8 +712,7 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         serve_parked(s, now, bt.woke_all, woke, bt.nwoke, &served, &reparks);
         serve_batch_reparks(s, now, bt.woke_all, woke, bt.nwoke, &finished, &reparks);
     }
-    s->batch = NULL;
-    committing = NULL;
+    running = NULL;
     /* claims handed tasks as they were written: served too, oldest last
      * (served is newest first) */
     for (ackd_store_op_t *op = bt.taken, *next; op; op = next) {

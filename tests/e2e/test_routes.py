@@ -319,19 +319,25 @@ def test_binary_bodies_pass_unchanged_both_ways(server, up):
     assert res.status_code == 200 and res.content == sent[::-1]
 
 
+def sync_calls(session, server, up, path, n):
+    """n sync calls on path, whose upstream answers {"n": its call count}:
+    yields each 200 answer and its Task-Id."""
+    up.on(path, lambda req, k: Answer(200, json.dumps({"n": k}),
+                                      {"Content-Type": "application/json"}))
+    for i in range(n):
+        r = session.post(server.url(path), json={"i": i}, timeout=30 * SLOW)
+        assert r.status_code == 200, r.text
+        yield r, r.headers["Task-Id"]
+
+
 def test_reads_right_after_a_sync_answer_see_its_outcome(server, up):
     """A sync answer leaves as soon as the upstream's comes (its request was
     durable before the call), before the commit that records the outcome;
     a read of the task sent right after the answer must still see that
     outcome, never the older "processing". Fails if such reads go to a
     reader instead of following the commit."""
-    up.on("/misc/rw", lambda req, n: Answer(200, json.dumps({"n": n}),
-                                            {"Content-Type": "application/json"}))
     with requests.Session() as s:
-        for i in range(40):
-            r = s.post(server.url("/misc/rw"), json={"i": i}, timeout=30 * SLOW)
-            assert r.status_code == 200, r.text
-            tid = r.headers["Task-Id"]
+        for r, tid in sync_calls(s, server, up, "/misc/rw", 40):
             doc = s.get(server.url(f"/v1/tasks/{tid}"), timeout=30 * SLOW).json()
             assert doc["status"] == "completed", doc
             assert doc["result"]["body"] == json.loads(r.content), doc
@@ -343,13 +349,8 @@ def test_a_listing_right_after_a_sync_answer_sees_its_outcome(server, up):
     """The same for a listing of the queue's tasks: the task the client just
     got its answer for is listed with that outcome, never as "processing"
     (a listing that finds such a task reads again after the commit)."""
-    up.on("/misc/ls", lambda req, n: Answer(200, json.dumps({"n": n}),
-                                            {"Content-Type": "application/json"}))
     with requests.Session() as s:
-        for i in range(40):
-            r = s.post(server.url("/misc/ls"), json={"i": i}, timeout=30 * SLOW)
-            assert r.status_code == 200, r.text
-            tid = r.headers["Task-Id"]
+        for i, (r, tid) in enumerate(sync_calls(s, server, up, "/misc/ls", 40)):
             page = s.get(server.url("/v1/tasks"), params={"queue": "misc", "limit": 20},
                          timeout=30 * SLOW).json()
             mine = [t for t in page["tasks"] if t["id"] == tid]
