@@ -23,6 +23,12 @@
 #define MAX_CLAIM 100
 #define MAX_INFLIGHT_UNLIMITED 10000 /* "unlimited" still bounds memory */
 #define CLAIM_WAIT_MS 30000
+/* Claims a queue keeps in the store: while one is answered and its calls
+ * start, the other waits there, and the store hands it each task as the task
+ * is written (one row write, not an insert, then a select and an update by
+ * the next claim). A rate-limited queue keeps one: its tokens are counted
+ * when a claim is made. */
+#define CLAIMS_OUT 2
 #define LEASE_MARGIN_MS 10000
 #define EASY_POOL 64 /* finished easy handles kept for the next calls */
 
@@ -30,8 +36,9 @@ typedef struct qstate {
     struct ackd_dispatch *d;
     const ackd_queue_conf_t *conf;
     int inflight;
-    bool claiming;
-    ackd_tq_op_t *claim;          /* the parked claim, to take back at stop */
+    int claiming;                 /* claims in the store, up to CLAIMS_OUT */
+    int claim_room;               /* how many tasks they may bring */
+    ackd_tq_op_t *claim[2];       /* those claims, to take back at stop */
     double tokens;                /* rate: calls that may start now */
     uint64_t refilled_ms;
     uv_timer_t rate_timer;
@@ -234,26 +241,41 @@ static void on_claimed(ackd_tq_op_t *op);
 static void maybe_claim(qstate_t *q)
 {
     struct ackd_dispatch *d = q->d;
-    if (d->stopping || q->claiming)
-        return;
-    int limit = q->conf->concurrency > 0 ? q->conf->concurrency : MAX_INFLIGHT_UNLIMITED;
-    int slots = limit - q->inflight;
-    if (slots <= 0)
-        return; /* a finishing call claims again */
-    int tokens = rate_allows(q);
-    if (tokens <= 0)
-        return; /* the rate timer claims again */
-    int n = slots < tokens ? slots : tokens;
-    if (n > MAX_CLAIM)
-        n = MAX_CLAIM;
-    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, ACKD_TQ_CLAIM, on_claimed, q);
-    op->queue = ackd_strdup(q->conf->name);
-    op->max = n;
-    op->lease_ms = q->conf->connect_timeout_ms + q->conf->attempt_timeout_ms + LEASE_MARGIN_MS;
-    op->wait_until = ackd_now_ms() + CLAIM_WAIT_MS;
-    q->claiming = true;
-    q->claim = op;
-    ackd_tq_run(op);
+    int most = q->conf->rate > 0 ? 1 : CLAIMS_OUT;
+    while (!d->stopping && q->claiming < most) {
+        int limit = q->conf->concurrency > 0 ? q->conf->concurrency : MAX_INFLIGHT_UNLIMITED;
+        int slots = limit - q->inflight - q->claim_room;
+        if (slots <= 0)
+            return; /* a finishing call claims again */
+        int tokens = rate_allows(q);
+        if (tokens <= 0)
+            return; /* the rate timer claims again */
+        int n = slots < tokens ? slots : tokens;
+        if (n > MAX_CLAIM)
+            n = MAX_CLAIM;
+        ackd_tq_op_t *op = ackd_tq_op_new(d->tq, ACKD_TQ_CLAIM, on_claimed, q);
+        op->queue = ackd_strdup(q->conf->name);
+        op->max = n;
+        op->lease_ms = q->conf->connect_timeout_ms + q->conf->attempt_timeout_ms + LEASE_MARGIN_MS;
+        op->wait_until = ackd_now_ms() + CLAIM_WAIT_MS;
+        q->claim[q->claiming++] = op;
+        q->claim_room += n;
+        ackd_tq_run(op);
+    }
+}
+
+/* A claim of q for `max` tasks is back: answered, or taken back at stop (and
+ * freed: only its address is compared). */
+static void claim_back(qstate_t *q, const ackd_tq_op_t *op, int max)
+{
+    for (int k = 0; k < q->claiming; k++) {
+        if (q->claim[k] == op) {
+            q->claim[k] = q->claim[--q->claiming];
+            q->claim[q->claiming] = NULL;
+            q->claim_room -= max;
+            return;
+        }
+    }
 }
 
 /* --- the inbox --- */
@@ -290,8 +312,7 @@ static void on_inbox(uv_async_t *a)
     for (int i = 0; i < n; i++) {
         ackd_tq_op_t *op = ops[i];
         qstate_t *q = op->data;
-        q->claiming = false;
-        q->claim = NULL;
+        claim_back(q, op, op->max);
         if (op->status == 0) {
             if (q->conf->rate > 0)
                 rate_refill(q);
@@ -395,9 +416,11 @@ void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms)
     d->grace_ms = grace_ms;
     for (int i = 0; i < d->nqueues; i++) {
         qstate_t *q = &d->queues[i];
-        if (q->claiming && ackd_tq_abandon(q->claim)) {
-            q->claiming = false;
-            q->claim = NULL;
+        for (int k = q->claiming - 1; k >= 0; k--) {
+            ackd_tq_op_t *op = q->claim[k];
+            int max = op->max;
+            if (ackd_tq_abandon(op)) /* freed */
+                claim_back(q, op, max);
         }
     }
     if (d->inflight == 0)

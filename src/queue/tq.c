@@ -416,6 +416,8 @@ static int apply_claim(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
             return rc;
         note_changed(op, op->tasks[i].id); /* their streams get task.processing */
     }
+    if (n < max)
+        ackd_store_offer(s, op->queue, max - n);
     return 0;
 }
 

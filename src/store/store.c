@@ -52,6 +52,11 @@ typedef struct {
      * again per task) */
     const char *missed[8];
     int nmissed;
+    /* claims of this batch that drained their queue with room left: later
+     * tasks of the same batch go to them (ackd_store_offer) */
+    ackd_store_op_t *open[8];
+    const char *open_queue[8];
+    int nopen;
 } batch_t;
 
 typedef struct reader {
@@ -635,6 +640,12 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue)
     for (int k = 0; k < bt->nwoke; k++)
         if (strcmp(bt->woke[k], queue) == 0)
             return NULL;
+    for (int k = 0; k < bt->nopen; k++) {
+        if (bt->open[k]->room > 0 && strcmp(bt->open_queue[k], queue) == 0) {
+            bt->open[k]->room--;
+            return bt->open[k];
+        }
+    }
     for (int k = 0; k < bt->nmissed; k++)
         if (strcmp(bt->missed[k], queue) == 0)
             return NULL;
@@ -665,6 +676,23 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue)
         bt->taken = op;
     bt->taken_tail = op;
     return op;
+}
+
+void ackd_store_offer(ackd_store_op_t *op, const char *queue, int room)
+{
+    batch_t *bt = running;
+    if (!bt || room <= 0 || bt->nopen == (int)(sizeof bt->open / sizeof bt->open[0]) ||
+        bt->store->draining)
+        return;
+    /* the queue has nothing due now: what an earlier op made due was taken */
+    for (int k = 0; k < bt->nwoke; k++) {
+        if (strcmp(bt->woke[k], queue) == 0) {
+            bt->woke[k--] = bt->woke[--bt->nwoke];
+        }
+    }
+    op->room = room;
+    bt->open[bt->nopen] = op;
+    bt->open_queue[bt->nopen++] = queue;
 }
 
 /* The error of the first operation of the list whose apply failed, or 0. */
@@ -713,6 +741,8 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         serve_batch_reparks(s, now, bt.woke_all, woke, bt.nwoke, &finished, &reparks);
     }
     running = NULL;
+    for (int k = 0; k < bt.nopen; k++)
+        bt.open[k]->room = 0;
     /* claims handed tasks as they were written: served too, oldest last
      * (served is newest first) */
     for (ackd_store_op_t *op = bt.taken, *next; op; op = next) {

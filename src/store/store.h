@@ -276,8 +276,8 @@ struct ackd_store_op {
      *            commit */
     bool takeable;
     bool lazy;
-    /* a claim that parks: how many tasks it takes (ackd_store_take_parked
-     * counts them down); 0 for other waits */
+    /* a claim that parks or is offered (ackd_store_offer): how many more
+     * tasks it takes (ackd_store_take_parked counts them down); 0 otherwise */
     int room;
     /* streaming watches (SSE): called on the committer thread after each
      * re-run of apply that keeps watching; NULL for plain long polls */
@@ -358,6 +358,13 @@ int ackd_store_take_watchers(ackd_store_t *s, const char *id, ackd_store_op_t **
  * batch's own operations, without running its apply again. The caller adds
  * the task to it and must not report woke_queue for it. */
 ackd_store_op_t *ackd_store_take_parked(const char *queue);
+
+/* For a claim's apply on the committer, inside a batch: the claim took fewer
+ * tasks than it asked for, so nothing of `queue` is due now. Until the batch
+ * ends, take_parked hands it up to `room` more of the lone tasks the batch's
+ * later ops write to that queue, unless one of those ops makes an older task
+ * due first. The claim is answered with its batch as usual. */
+void ackd_store_offer(ackd_store_op_t *op, const char *queue, int room);
 
 /* The backend (for apply functions and tests). */
 const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s);

@@ -994,6 +994,105 @@ TQ_TEST(tq_waiting_claim_orders_a_batch_request_by_priority)
 
 /* A task an earlier operation of the same batch made due is older than a
  * new one: the waiting claim gets it, not the new task. */
+/* A claim that found fewer tasks than its max emptied its queue: the lone
+ * tasks written after it in the same batch go to it as they are written, up
+ * to its max, after the ones its query found (an earlier op of the batch
+ * made one of those due). */
+TQ_TEST(tq_claim_with_room_takes_the_later_tasks_of_its_batch)
+{
+    char a[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", a), 0);
+    waiter_t *g = gate_close(f);
+    waiter_t *wb = start(enqueue_op(f, "t1", "q", 1)); /* queued: due before the claim runs */
+    int64_t before = ackd_now_ms();
+    waiter_t *wc = start(claim_op(f, "q", 4, 30000, 0));
+    waiter_t *we[3];
+    for (int i = 0; i < 3; i++)
+        we[i] = start(enqueue_op(f, "t1", "q", 1));
+    gate_open(g);
+    ackd_tq_op_t *b = await(wb), *enq[3];
+    CHECK(b != NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK((enq[i] = await(we[i])) != NULL);
+    ackd_tq_op_t *op = await(wc);
+    CHECK(op != NULL);
+    CHECK_INT(op->status, 0);
+    CHECK_INT(op->ntasks, 4);
+    const char *want[4] = {a, b ? b->items[0].task.id : "", enq[0] ? enq[0]->items[0].task.id : "",
+                           enq[1] ? enq[1]->items[0].task.id : ""};
+    for (int i = 0; i < 4 && op->ntasks == 4; i++) {
+        CHECK_STR(op->tasks[i].id, want[i]);
+        CHECK_INT(op->tasks[i].state, ACKD_TASK_PROCESSING);
+        CHECK(op->tasks[i].lease_expires_at >= before + 30000);
+        ackd_tq_op_t *row = get(f, op->tasks[i].id);
+        CHECK(row != NULL);
+        if (row) {
+            CHECK_INT(row->task.state, ACKD_TASK_PROCESSING);
+            CHECK_STR(row->task.lease_id, op->tasks[i].lease_id);
+        }
+        ackd_tq_op_free(row);
+    }
+    /* the last found the claim full */
+    char left[ACKD_ID_MAX] = "";
+    if (enq[2]) {
+        snprintf(left, sizeof left, "%s", enq[2]->items[0].task.id);
+        CHECK_INT(state_of(f, left), ACKD_TASK_QUEUED);
+    }
+    ackd_queue_stats_t st = stats(f, "q");
+    CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1);
+    CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 4);
+    if (op->ntasks == 4)
+        CHECK_INT(complete(f, op->tasks[3].id, op->tasks[3].lease_id, "{}"), 0);
+    ackd_tq_op_free(op);
+    ackd_tq_op_free(b);
+    for (int i = 0; i < 3; i++)
+        ackd_tq_op_free(enq[i]);
+    /* a claim its query filled takes nothing more */
+    g = gate_close(f);
+    wc = start(claim_op(f, "q", 1, 30000, 0));
+    wb = start(enqueue_op(f, "t1", "q", 1));
+    gate_open(g);
+    b = await(wb);
+    op = await(wc);
+    CHECK(op != NULL && b != NULL);
+    if (op && b) {
+        CHECK_INT(op->ntasks, 1);
+        if (op->ntasks == 1)
+            CHECK_STR(op->tasks[0].id, left);
+        CHECK_INT(state_of(f, b->items[0].task.id), ACKD_TASK_QUEUED);
+    }
+    ackd_tq_op_free(op);
+    ackd_tq_op_free(b);
+}
+
+/* ... but not once a later op of the batch made an older task due again */
+TQ_TEST(tq_claim_with_room_leaves_new_tasks_behind_an_older_due_one)
+{
+    char old[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", old), 0);
+    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, old, NULL)), 0);
+    char a[ACKD_ID_MAX];
+    CHECK_INT(enqueue(f, "t1", "q", a), 0);
+    waiter_t *g = gate_close(f);
+    waiter_t *wc = start(claim_op(f, "q", 4, 30000, 0)); /* takes a, with room left */
+    waiter_t *wr = start(task_op(f, ACKD_TQ_RETRY, old, NULL)); /* canceled -> queued, due now */
+    waiter_t *we = start(enqueue_op(f, "t1", "q", 1));
+    gate_open(g);
+    ackd_tq_op_t *r = await(wr), *enq = await(we), *op = await(wc);
+    CHECK(r != NULL && enq != NULL && op != NULL);
+    if (r && enq && op) {
+        CHECK_INT(r->status, 0);
+        CHECK_INT(op->ntasks, 1);
+        if (op->ntasks == 1)
+            CHECK_STR(op->tasks[0].id, a);
+        CHECK_INT(state_of(f, old), ACKD_TASK_QUEUED);
+        CHECK_INT(state_of(f, enq->items[0].task.id), ACKD_TASK_QUEUED);
+    }
+    ackd_tq_op_free(r);
+    ackd_tq_op_free(enq);
+    ackd_tq_op_free(op);
+}
+
 TQ_TEST(tq_waiting_claim_takes_an_older_due_task_before_a_new_one)
 {
     char old[ACKD_ID_MAX];
