@@ -42,11 +42,19 @@ static int add_header(ackd_call_t *call, const char *name, const char *value)
 {
     if (has_crlf(name) || has_crlf(value))
         return ACKD_EINVAL;
-    char *line;
-    if (asprintf(&line, "%s: %s", name, value) < 0)
+    /* "name: value" in a buffer of the stack when it fits (curl copies it) */
+    size_t nl = strlen(name), vl = strlen(value);
+    char small[512];
+    char *line = nl + vl + 3 <= sizeof small ? small : ackd_malloc(nl + vl + 3);
+    memcpy(line, name, nl);
+    memcpy(line + nl, ": ", 2);
+    memcpy(line + nl + 2, value, vl + 1);
+    struct curl_slist *grown = curl_slist_append(call->headers, line);
+    if (line != small)
+        ackd_free(line);
+    if (!grown)
         return ACKD_EINVAL;
-    call->headers = curl_slist_append(call->headers, line);
-    free(line);
+    call->headers = grown;
     return 0;
 }
 

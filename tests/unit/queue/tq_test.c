@@ -228,6 +228,14 @@ static int status_of(ackd_tq_op_t *op)
     return status;
 }
 
+/* A task of queue "q" that was canceled (a redrive makes it due again); its
+ * id into id. Returns the first failing op's status. */
+static int canceled_task(fx_t *f, char *id)
+{
+    int rc = enqueue(f, "t1", "q", id);
+    return rc ? rc : status_of(task_op(f, ACKD_TQ_CANCEL, id, NULL));
+}
+
 static int complete(fx_t *f, const char *id, const char *lease, const char *result)
 {
     ackd_tq_op_t *op = task_op(f, ACKD_TQ_COMPLETE, id, lease);
@@ -1069,8 +1077,7 @@ TQ_TEST(tq_claim_with_room_takes_the_later_tasks_of_its_batch)
 TQ_TEST(tq_claim_with_room_leaves_new_tasks_behind_an_older_due_one)
 {
     char old[ACKD_ID_MAX];
-    CHECK_INT(enqueue(f, "t1", "q", old), 0);
-    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, old, NULL)), 0);
+    CHECK_INT(canceled_task(f, old), 0);
     char a[ACKD_ID_MAX];
     CHECK_INT(enqueue(f, "t1", "q", a), 0);
     waiter_t *g = gate_close(f);
@@ -1096,8 +1103,7 @@ TQ_TEST(tq_claim_with_room_leaves_new_tasks_behind_an_older_due_one)
 TQ_TEST(tq_waiting_claim_takes_an_older_due_task_before_a_new_one)
 {
     char old[ACKD_ID_MAX];
-    CHECK_INT(enqueue(f, "t1", "q", old), 0);
-    CHECK_INT(status_of(task_op(f, ACKD_TQ_CANCEL, old, NULL)), 0);
+    CHECK_INT(canceled_task(f, old), 0);
     waiter_t *wc = start(claim_op(f, "q", 1, 30000, 10000));
     CHECK_INT(barrier(f), ACKD_ENOENT);
     waiter_t *g = gate_close(f);
