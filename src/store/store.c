@@ -681,14 +681,12 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue)
 void ackd_store_offer(ackd_store_op_t *op, const char *queue, int room)
 {
     batch_t *bt = running;
-    if (!bt || room <= 0 || bt->nopen == (int)(sizeof bt->open / sizeof bt->open[0]) ||
-        bt->store->draining)
+    if (!bt || room <= 0 || bt->nopen == (int)(sizeof bt->open / sizeof bt->open[0]))
         return;
     /* the queue has nothing due now: what an earlier op made due was taken */
     for (int k = 0; k < bt->nwoke; k++) {
-        if (strcmp(bt->woke[k], queue) == 0) {
+        if (strcmp(bt->woke[k], queue) == 0)
             bt->woke[k--] = bt->woke[--bt->nwoke];
-        }
     }
     op->room = room;
     bt->open[bt->nopen] = op;
