@@ -521,8 +521,9 @@ static void fire_deadlines(ackd_store_t *s, int64_t now)
     pthread_mutex_unlock(&s->lock);
     for (ackd_store_op_t *op = due, *next; op; op = next) {
         next = op->next;
-        int was = op->where;
-        op->where = W_NONE;
+        int was = op->where; /* stays W_FIRING_* (written under the lock, which
+                              * ackd_store_unpark reads under): it is no
+                              * longer parked or watching */
         op->parked_expired = true;
         if (was == W_FIRING_PARKED) {
             op->park_queue = NULL;
