@@ -41,10 +41,14 @@
  *
  * A new version appends a migration to `migrations`; opening an older file
  * runs the missing ones in one transaction, a newer file is refused. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
@@ -275,6 +279,7 @@ typedef struct {
 struct ackd_store_conn {
     sqlite3 *db;
     bool writer;
+    int lock_fd;               /* the writer's "<file>.lock", flock'd; -1 otherwise */
     ckpt_t *ckpt;              /* the writer's; NULL for readers */
     count_delta_t *deltas;     /* this transaction's, summed per (queue, state) */
     int ndeltas, capdeltas;
@@ -591,7 +596,54 @@ static void sq_close(ackd_store_conn_t *c)
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(c->st[i]);
     sqlite3_close(c->db);
+    if (c->lock_fd >= 0)
+        close(c->lock_fd); /* releases the flock */
     ackd_free(c);
+}
+
+/* One ackd per database file. A second one would write the same file with
+ * parked claims, timers and counts of its own, blind to the first's writes:
+ * its start is refused instead. The lock is an flock on "<file>.lock" (not
+ * on the database: closing any descriptor of that file would drop SQLite's
+ * own POSIX locks), held while the writer is open and released by the
+ * kernel if the process dies; the file holds the holder's pid, for the
+ * message. Other programs (sqlite3, backups) still open the database. */
+static int lock_file(const char *location, char *err, size_t errlen)
+{
+    if (location[0] == ':' || strncmp(location, "file:", 5) == 0)
+        return -2; /* in memory or a URI: nothing to guard */
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s.lock", location) >= (int)sizeof path) {
+        snprintf(err, errlen, "cannot use %s: the path is too long", location);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "cannot use %s: another process%s%s%s is serving it (it holds %s); one ackd "
+                     "per database file",
+                     location, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", path);
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the lock holds without the pid; only the message would lack it */
+    }
+    return fd;
 }
 
 static int sq_open(const char *location, bool writer, bool sync_full, ackd_store_conn_t **out,
@@ -599,6 +651,15 @@ static int sq_open(const char *location, bool writer, bool sync_full, ackd_store
 {
     ackd_store_conn_t *c = ACKD_NEW(ackd_store_conn_t);
     c->writer = writer;
+    c->lock_fd = -1;
+    if (writer) {
+        int fd = lock_file(location, err, errlen);
+        if (fd == -1) {
+            ackd_free(c);
+            return ACKD_EIO;
+        }
+        c->lock_fd = fd; /* -2: none taken */
+    }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     /* the writer gathers each commit's WAL writes into one (sqlite_vfs.h);
      * only with FULL, where frames are synced before other connections

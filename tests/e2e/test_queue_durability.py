@@ -164,6 +164,32 @@ def test_a_restart_keeps_delays_and_wakes_claims_when_they_come_due(start_ackd):
 
 
 # --------------------------------------------------------------------------
+# one server per database file
+
+
+def test_a_second_server_on_the_same_database_is_refused(start_ackd):
+    """A second ackd on a database another one serves would write it with
+    its own parked claims, timers and counts: it must not start, and must
+    say why; the first goes on; once the first has stopped, it may."""
+    first = start_ackd(config())
+    api = Api(first)
+    tid = api.submit_ok("jobs", {"n": 1})
+    second = start_ackd(config(db_of(first)), wait=False)
+    second.expected_returncodes = {1}
+    rc = second.wait_exit(timeout=10 * SLOW)
+    assert rc == 1
+    err = second.stderr_text()
+    assert str(db_of(first)) in err and f"pid {first.pid}" in err, err
+    assert "one ackd per database file" in err
+    # the first is untouched and serves on
+    assert api.task(tid)["status"] == "queued"
+    api.submit_ok("jobs", {"n": 2})
+    # after it stops, the file is free again
+    third = restart(start_ackd, first)
+    assert Api(third).task(tid)["status"] == "queued"
+
+
+# --------------------------------------------------------------------------
 # leases that expire while ackd is down
 
 
