@@ -608,19 +608,20 @@ static void sq_close(ackd_store_conn_t *c)
  * own POSIX locks), held while the writer is open and released by the
  * kernel if the process dies; the file holds the holder's pid, for the
  * message. Other programs (sqlite3, backups) still open the database. */
-static int lock_file(const char *location, char *err, size_t errlen)
+static int lock_file(const char *location, int *fd_out, char *err, size_t errlen)
 {
+    *fd_out = -1;
     if (location[0] == ':' || strncmp(location, "file:", 5) == 0)
-        return -2; /* in memory or a URI: nothing to guard */
+        return 0; /* in memory or a URI: nothing to guard */
     char path[4096];
     if (snprintf(path, sizeof path, "%s.lock", location) >= (int)sizeof path) {
         snprintf(err, errlen, "cannot use %s: the path is too long", location);
-        return -1;
+        return ACKD_EIO;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
+        return ACKD_EIO;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
@@ -636,14 +637,15 @@ static int lock_file(const char *location, char *err, size_t errlen)
         else
             snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
         close(fd);
-        return -1;
+        return ACKD_EIO;
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
         /* the lock holds without the pid; only the message would lack it */
     }
-    return fd;
+    *fd_out = fd;
+    return 0;
 }
 
 static int sq_open(const char *location, bool writer, bool sync_full, ackd_store_conn_t **out,
@@ -652,13 +654,9 @@ static int sq_open(const char *location, bool writer, bool sync_full, ackd_store
     ackd_store_conn_t *c = ACKD_NEW(ackd_store_conn_t);
     c->writer = writer;
     c->lock_fd = -1;
-    if (writer) {
-        int fd = lock_file(location, err, errlen);
-        if (fd == -1) {
-            ackd_free(c);
-            return ACKD_EIO;
-        }
-        c->lock_fd = fd; /* -2: none taken */
+    if (writer && lock_file(location, &c->lock_fd, err, errlen) != 0) {
+        ackd_free(c);
+        return ACKD_EIO;
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     /* the writer gathers each commit's WAL writes into one (sqlite_vfs.h);

@@ -521,9 +521,10 @@ static void fire_deadlines(ackd_store_t *s, int64_t now)
     pthread_mutex_unlock(&s->lock);
     for (ackd_store_op_t *op = due, *next; op; op = next) {
         next = op->next;
-        int was = op->where; /* stays W_FIRING_* (written under the lock, which
-                              * ackd_store_unpark reads under): it is no
-                              * longer parked or watching */
+        /* where stays W_FIRING_*: it was written under the lock, which
+         * ackd_store_unpark reads it under, and it says what matters (no
+         * longer parked or watching) */
+        int was = op->where;
         op->parked_expired = true;
         if (was == W_FIRING_PARKED) {
             op->park_queue = NULL;
