@@ -143,6 +143,10 @@ static int serve(const ackd_config_t *cfg)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* a file-size limit (ulimit -f) is a full disk to the store: the write
+     * fails with EFBIG and the batch is rolled back, instead of the process
+     * being killed mid-commit (PostgreSQL ignores it for the same reason) */
+    signal(SIGXFSZ, SIG_IGN);
 
     char err[1024];
     if (make_parent_dir(cfg->storage.path, err, sizeof err) != 0) {

@@ -340,9 +340,15 @@ ackd_http_response_t *api_op_problem(const ackd_tq_op_t *op)
     case ACKD_ECONFLICT:
         return api_problem_response(409, "conflict", "Conflict",
                                     json_pack("{s:s}", "task_id", op->id), op->detail);
-    default:
-        return api_problem_response(503, "store-unavailable", "Store unavailable", NULL,
-                                    op->detail ? op->detail : "the store failed");
+    default: {
+        /* the store could not commit (a full disk, an I/O error): nothing of
+         * the request was kept, and it may be sent again */
+        ackd_http_response_t *r = api_problem_response(
+            503, "store-unavailable", "Store unavailable", NULL,
+            op->detail ? op->detail : "the store failed");
+        ackd_http_response_header(r, "Retry-After", "1");
+        return r;
+    }
     }
 }
 

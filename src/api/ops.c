@@ -1,6 +1,9 @@
 /* ops.c - operational endpoints: liveness and readiness. */
 #include "api/api.h"
 
+#include "base/clock.h"
+#include "base/error.h"
+
 static void on_healthz(ackd_http_req_t *req, void *data)
 {
     (void)data;
@@ -11,6 +14,18 @@ static void on_healthz(ackd_http_req_t *req, void *data)
 static void on_readyz(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
+    int64_t since = 0;
+    int store = api->tq ? ackd_tq_store_health(api->tq, &since) : 0;
+    if (store && atomic_load(&api->ready) && !atomic_load(&api->draining)) {
+        char at[32];
+        ackd_time_format(since, at, sizeof at);
+        ackd_http_resp_header(req, "Retry-After", "1");
+        ackd_http_respond_problem(req, 503, "not-ready", "Not ready", NULL,
+                                  "the store cannot write (%s) since %s",
+                                  store == ACKD_ENOSPC ? "its disk is full" : ackd_strerror(store),
+                                  at);
+        return;
+    }
     if (atomic_load(&api->ready) && !atomic_load(&api->draining)) {
         static const char body[] = "{\"status\":\"ready\"}";
         ackd_http_respond(req, 200, "application/json", body, sizeof body - 1);

@@ -16,6 +16,7 @@ const char *ackd_strerror(int code)
     case ACKD_ECANCELED: return "canceled";
     case ACKD_ECLOSED: return "closed";
     case ACKD_EAGAIN: return "try again";
+    case ACKD_ENOSPC: return "no space left for the store";
     }
     return "unknown error";
 }

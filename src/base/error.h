@@ -18,6 +18,7 @@ enum {
     ACKD_ECANCELED = -9,
     ACKD_ECLOSED = -10,  /* the peer or the object is gone */
     ACKD_EAGAIN = -11,
+    ACKD_ENOSPC = -12,   /* storage is out of space (a full disk, a quota, a file-size limit) */
 };
 
 const char *ackd_strerror(int code);

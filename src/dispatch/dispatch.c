@@ -4,8 +4,13 @@
  *   inbox   claims answered by the store (on_inbox, woken by uv_async_send)
  *   curl    transfers run in http/client.c on this loop
  *   done    finished transfers become complete/fail operations (call_done)
- *   rate    a queue out of tokens waits for the next one (on_rate_timer)
- * Everything here but on_claimed (a store thread) runs on the loop's thread. */
+ *   rate    a queue out of tokens waits for the next one (on_claim_timer)
+ *   store failures  a claim the store could not commit (a full disk) is
+ *           made again after a backoff (on_claim_timer); an outcome it could
+ *           not record is recorded again (on_record_timer), so a call that
+ *           was made is not made again for want of its record
+ * Everything here but on_claimed and on_result_recorded (store threads)
+ * runs on the loop's thread. */
 #include "dispatch/dispatch.h"
 
 #include <curl/curl.h>
@@ -16,9 +21,11 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/error.h"
 #include "base/log.h"
 #include "dispatch/upstream.h"
 #include "http/client.h"
+#include "queue/retry.h"
 
 #define MAX_CLAIM 100
 #define MAX_INFLIGHT_UNLIMITED 10000 /* "unlimited" still bounds memory */
@@ -31,6 +38,10 @@
 #define CLAIMS_OUT 2
 #define LEASE_MARGIN_MS 10000
 #define EASY_POOL 64 /* finished easy handles kept for the next calls */
+/* Waits after the store failed a claim or an outcome's record: doubled
+ * per failure up to the max, back to none once a claim succeeds. */
+#define STORE_RETRY_MIN_MS 100
+#define STORE_RETRY_MAX_MS 2000
 
 typedef struct qstate {
     struct ackd_dispatch *d;
@@ -41,7 +52,9 @@ typedef struct qstate {
     ackd_tq_op_t *claim[2];       /* those claims, to take back at stop */
     double tokens;                /* rate: calls that may start now */
     uint64_t refilled_ms;
-    uv_timer_t rate_timer;
+    uint64_t claim_after;         /* uv_now: no claim before (the store failed one) */
+    int64_t claim_backoff_ms;     /* 0, or the wait after the last failed claim */
+    uv_timer_t claim_timer;       /* claims again: tokens came, or the backoff ended */
 } qstate_t;
 
 struct ackd_dispatch {
@@ -63,6 +76,11 @@ struct ackd_dispatch {
     bool stopping;                /* loop thread: no new claims */
     bool closing;                 /* loop thread: handles are closing */
     ackd_call_t *calls;           /* in flight */
+    /* outcomes the store failed to record, recorded again at record_timer */
+    ackd_tq_op_t **unrecorded;
+    int nunrecorded, capunrecorded;
+    int64_t record_backoff_ms;
+    uv_timer_t record_timer;
     CURL *easy_pool[EASY_POOL];   /* reset handles: curl_easy_init is not free */
     int neasy;
 };
@@ -73,8 +91,24 @@ static void on_grace_over(uv_timer_t *t);
 
 /* --- finishing a call --- */
 
+static void post_inbox(struct ackd_dispatch *d, ackd_tq_op_t *op);
+
+/* A store failure (not a denial: a stale lease, a task gone): worth trying
+ * the same operation again. */
+static bool store_failed(const ackd_tq_op_t *op)
+{
+    return op->status == ACKD_EIO || op->status == ACKD_ENOSPC;
+}
+
+/* Store thread: the complete or fail op of a call is done. One the store
+ * failed goes back to the loop to be recorded again (on_inbox). */
 static void on_result_recorded(ackd_tq_op_t *op)
 {
+    struct ackd_dispatch *d = op->data;
+    if (store_failed(op)) {
+        post_inbox(d, op);
+        return;
+    }
     if (op->status)
         ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded", LOG_STR("task_id", op->id),
                  LOG_STR("detail", op->detail));
@@ -85,7 +119,7 @@ static void on_result_recorded(ackd_tq_op_t *op)
  * ackd_tq_take_waiters) */
 static void record(struct ackd_dispatch *d, ackd_call_t *call, ackd_outcome_t *o, bool early)
 {
-    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, o->kind, on_result_recorded, NULL);
+    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, o->kind, on_result_recorded, d);
     op->record_early = early;
     memcpy(op->id, call->task.id, ACKD_ID_MAX);
     memcpy(op->lease_id, call->task.lease_id, ACKD_ID_MAX);
@@ -158,6 +192,61 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
     maybe_claim(q);
 }
 
+/* An outcome the store failed to record: the same op again, the outcome
+ * moved to it (the waiters, if any, had theirs; reads follow the store). */
+static void record_again(struct ackd_dispatch *d, ackd_tq_op_t *old)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(d->tq, old->kind, on_result_recorded, d);
+    memcpy(op->id, old->id, ACKD_ID_MAX);
+    memcpy(op->lease_id, old->lease_id, ACKD_ID_MAX);
+    op->result = old->result;
+    op->error = old->error;
+    op->retry = old->retry;
+    op->retry_after_ms = old->retry_after_ms;
+    old->result = old->error = NULL;
+    ackd_tq_op_free(old);
+    ackd_tq_run(op);
+}
+
+static void on_record_timer(uv_timer_t *t)
+{
+    struct ackd_dispatch *d = t->data;
+    ackd_tq_op_t **ops = d->unrecorded;
+    int n = d->nunrecorded;
+    d->unrecorded = NULL;
+    d->nunrecorded = d->capunrecorded = 0;
+    if (ackd_tq_store_health(d->tq, NULL) == 0)
+        d->record_backoff_ms = 0; /* the store writes again: a new failure starts over */
+    for (int i = 0; i < n; i++)
+        record_again(d, ops[i]);
+    ackd_free(ops);
+}
+
+/* Loop thread: the store failed to record an outcome. */
+static void unrecorded_add(struct ackd_dispatch *d, ackd_tq_op_t *op)
+{
+    if (d->stopping) {
+        ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded at shutdown: the task runs again "
+                 "when its lease expires", LOG_STR("task_id", op->id), LOG_STR("detail", op->detail));
+        ackd_tq_op_free(op);
+        return;
+    }
+    if (d->nunrecorded == d->capunrecorded) {
+        d->capunrecorded = d->capunrecorded ? d->capunrecorded * 2 : 16;
+        d->unrecorded = ackd_realloc(d->unrecorded, (size_t)d->capunrecorded * sizeof *d->unrecorded);
+    }
+    d->unrecorded[d->nunrecorded++] = op;
+    if (d->nunrecorded == 1) {
+        int64_t b = d->record_backoff_ms;
+        d->record_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+        ACKD_LOG(b == 0 ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
+                 "upstream outcome not recorded: the store failed; recording it again",
+                 LOG_STR("task_id", op->id), LOG_STR("detail", op->detail),
+                 LOG_INT("retry_in_ms", d->record_backoff_ms));
+        uv_timer_start(&d->record_timer, on_record_timer, (uint64_t)d->record_backoff_ms, 0);
+    }
+}
+
 /* --- starting calls --- */
 
 static void start_call(qstate_t *q, ackd_task_t *task)
@@ -204,7 +293,7 @@ static void start_call(qstate_t *q, ackd_task_t *task)
     ackd_http_client_start(d->client, call->easy, call_done, call);
 }
 
-static void on_rate_timer(uv_timer_t *t)
+static void on_claim_timer(uv_timer_t *t)
 {
     maybe_claim(t->data);
 }
@@ -232,7 +321,7 @@ static int rate_allows(qstate_t *q)
     if (q->tokens >= 1)
         return (int)q->tokens;
     uint64_t wait = (uint64_t)((1.0 - q->tokens) * 1000.0 / rate) + 1;
-    uv_timer_start(&q->rate_timer, on_rate_timer, wait, 0);
+    uv_timer_start(&q->claim_timer, on_claim_timer, wait, 0);
     return 0;
 }
 
@@ -242,6 +331,8 @@ static void maybe_claim(qstate_t *q)
 {
     struct ackd_dispatch *d = q->d;
     int most = q->conf->rate > 0 ? 1 : CLAIMS_OUT;
+    if (q->claim_after && uv_now(d->loop) < q->claim_after)
+        return; /* the claim timer claims again */
     while (!d->stopping && q->claiming < most) {
         int limit = q->conf->concurrency > 0 ? q->conf->concurrency : MAX_INFLIGHT_UNLIMITED;
         int slots = limit - q->inflight - q->claim_room;
@@ -284,7 +375,12 @@ static void claim_back(qstate_t *q, const ackd_tq_op_t *op, int max)
 static void on_claimed(ackd_tq_op_t *op)
 {
     qstate_t *q = op->data;
-    struct ackd_dispatch *d = q->d;
+    post_inbox(q->d, op);
+}
+
+/* Store thread: a claim, or an outcome to record again, for the loop. */
+static void post_inbox(struct ackd_dispatch *d, ackd_tq_op_t *op)
+{
     pthread_mutex_lock(&d->lock);
     if (d->closed) {
         pthread_mutex_unlock(&d->lock);
@@ -300,6 +396,25 @@ static void on_claimed(ackd_tq_op_t *op)
     uv_async_send(&d->async);
 }
 
+/* A claim the store failed: the queue claims again after a backoff. */
+static void claim_failed(qstate_t *q, const ackd_tq_op_t *op)
+{
+    int64_t b = q->claim_backoff_ms;
+    q->claim_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+    q->claim_after = uv_now(q->d->loop) + (uint64_t)q->claim_backoff_ms;
+    if (b == 0)
+        ACKD_LOG(ACKD_LOG_WARN, "claims fail: the store failed; claiming again after a backoff",
+                 LOG_STR("queue", q->conf->name), LOG_STR("detail", op->detail));
+    uv_timer_start(&q->claim_timer, on_claim_timer, (uint64_t)q->claim_backoff_ms, 0);
+}
+
+static void claim_works(qstate_t *q)
+{
+    ACKD_LOG(ACKD_LOG_INFO, "claims work again", LOG_STR("queue", q->conf->name));
+    q->claim_backoff_ms = 0;
+    q->claim_after = 0;
+}
+
 static void on_inbox(uv_async_t *a)
 {
     struct ackd_dispatch *d = a->data;
@@ -311,8 +426,16 @@ static void on_inbox(uv_async_t *a)
     pthread_mutex_unlock(&d->lock);
     for (int i = 0; i < n; i++) {
         ackd_tq_op_t *op = ops[i];
+        if (op->kind != ACKD_TQ_CLAIM) {
+            unrecorded_add(d, op);
+            continue;
+        }
         qstate_t *q = op->data;
         claim_back(q, op, op->max);
+        if (store_failed(op))
+            claim_failed(q, op);
+        else if (q->claim_backoff_ms)
+            claim_works(q);
         if (op->status == 0) {
             if (q->conf->rate > 0)
                 rate_refill(q);
@@ -364,10 +487,19 @@ static void begin_stop(struct ackd_dispatch *d)
     for (int i = 0; i < n; i++)
         ackd_tq_op_free(ops[i]);
     ackd_free(ops);
+    for (int i = 0; i < d->nunrecorded; i++) {
+        ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded at shutdown: the task runs again "
+                 "when its lease expires", LOG_STR("task_id", d->unrecorded[i]->id));
+        ackd_tq_op_free(d->unrecorded[i]);
+    }
+    ackd_free(d->unrecorded);
+    d->unrecorded = NULL;
+    d->nunrecorded = d->capunrecorded = 0;
     uv_close((uv_handle_t *)&d->async, NULL);
     uv_close((uv_handle_t *)&d->grace_timer, NULL);
+    uv_close((uv_handle_t *)&d->record_timer, NULL);
     for (int i = 0; i < d->nqueues; i++)
-        uv_close((uv_handle_t *)&d->queues[i].rate_timer, NULL);
+        uv_close((uv_handle_t *)&d->queues[i].claim_timer, NULL);
 }
 
 int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq_t *tq,
@@ -387,6 +519,8 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
     d->async.data = d;
     uv_timer_init(loop, &d->grace_timer);
     d->grace_timer.data = d;
+    uv_timer_init(loop, &d->record_timer);
+    d->record_timer.data = d;
     pthread_mutex_init(&d->lock, NULL);
     d->client = ackd_http_client_new(loop);
     d->queues = ackd_calloc((size_t)n, sizeof *d->queues);
@@ -397,8 +531,8 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
         q->d = d;
         q->conf = &cfg->queues[i];
         q->tokens = q->conf->rate > 0 ? (q->conf->rate < 1 ? 1 : q->conf->rate) : 0;
-        uv_timer_init(loop, &q->rate_timer);
-        q->rate_timer.data = q;
+        uv_timer_init(loop, &q->claim_timer);
+        q->claim_timer.data = q;
         q->refilled_ms = uv_now(loop);
     }
     for (int i = 0; i < d->nqueues; i++)

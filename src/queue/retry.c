@@ -15,6 +15,13 @@ int64_t ackd_backoff_ceiling_ms(int64_t base_ms, int64_t cap_ms, int n)
     return d < cap_ms ? d : cap_ms;
 }
 
+int64_t ackd_backoff_next_ms(int64_t prev_ms, int64_t min_ms, int64_t max_ms)
+{
+    if (prev_ms <= 0)
+        return min_ms;
+    return prev_ms > max_ms / 2 ? max_ms : prev_ms * 2;
+}
+
 int64_t ackd_backoff_ms(int64_t base_ms, int64_t cap_ms, int n, double jitter,
                         int64_t retry_after_ms)
 {

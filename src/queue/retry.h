@@ -14,6 +14,10 @@ int64_t ackd_backoff_ceiling_ms(int64_t base_ms, int64_t cap_ms, int n);
  * result is at least retry_after_ms. */
 int64_t ackd_backoff_ms(int64_t base_ms, int64_t cap_ms, int n, double jitter,
                         int64_t retry_after_ms);
+/* A wait after one more failure in a row, without jitter: min_ms after
+ * none (prev_ms 0), then doubled, at most max_ms (the dispatcher's and the
+ * webhook sender's claims and records when the store fails). */
+int64_t ackd_backoff_next_ms(int64_t prev_ms, int64_t min_ms, int64_t max_ms);
 /* A uniform random number in [0, 1) from the kernel's generator. */
 double ackd_jitter(void);
 

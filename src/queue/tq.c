@@ -51,6 +51,11 @@ const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq)
     return tq->cfg;
 }
 
+int ackd_tq_store_health(ackd_tq_t *tq, int64_t *since)
+{
+    return ackd_store_health(tq->store, since);
+}
+
 static const ackd_queue_conf_t *queue_conf(const ackd_tq_t *tq, const char *name)
 {
     return ackd_config_queue(tq->cfg, name);
@@ -1179,8 +1184,9 @@ static void done_user(ackd_store_op_t *s)
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
     if (s->rc < 0 && op->status == 0) {
-        op->status = ACKD_EIO;
-        op->detail = "the store failed";
+        op->status = s->rc == ACKD_ENOSPC ? ACKD_ENOSPC : ACKD_EIO;
+        op->detail = s->rc == ACKD_ENOSPC ? "the store cannot write: its disk is full"
+                                          : "the store failed";
     }
     op->waited_out = op->waited_out || s->parked_expired;
     if (op->record_early)

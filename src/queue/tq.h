@@ -159,6 +159,10 @@ void ackd_tq_close(ackd_tq_t *tq);
 /* Answers every waiting claim and long poll now (shutdown). Any thread. */
 void ackd_tq_drain(ackd_tq_t *tq);
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq);
+/* Whether the store can write (ackd_store_health): 0, or the error that
+ * makes its commits fail (ACKD_ENOSPC: out of space) since *since. Any
+ * thread. */
+int ackd_tq_store_health(ackd_tq_t *tq, int64_t *since);
 
 ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data);
 /* A task's progress as the member "progress" ({percent, message} or null),

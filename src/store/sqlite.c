@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "store/sqlite_vfs.h"
@@ -284,13 +285,44 @@ struct ackd_store_conn {
     count_delta_t *deltas;     /* this transaction's, summed per (queue, state) */
     int ndeltas, capdeltas;
     sqlite3_stmt *st[S_COUNT];
+    /* fail()'s log: an error repeated within ERR_LOG_EVERY_US is counted,
+     * not logged (a full disk fails every batch until it has room again) */
+    int err_code;              /* extended code of the last error logged */
+    int64_t err_logged_us;     /* ackd_mono_us of that line */
+    int64_t err_suppressed;    /* same errors since, not logged */
+    sqlite3_int64 changes_at_begin; /* sqlite3_total_changes64 at BEGIN */
+    bool committed_writes;     /* the last COMMIT had changed rows */
 };
+
+#define ERR_LOG_EVERY_US (10 * 1000000)
+
+/* SQLite says a disk is full with SQLITE_FULL (ENOSPC); a quota (EDQUOT) or
+ * a file-size limit (EFBIG: ulimit -f) come as an I/O error with that errno. */
+static bool out_of_space(int code, int sys_errno)
+{
+    return (code & 0xff) == SQLITE_FULL ||
+           ((code & 0xff) == SQLITE_IOERR &&
+            (sys_errno == ENOSPC || sys_errno == EDQUOT || sys_errno == EFBIG));
+}
 
 static int fail(ackd_store_conn_t *c, const char *what)
 {
-    ACKD_LOG(ACKD_LOG_ERROR, "sqlite error", LOG_STR("op", what),
-             LOG_STR("error", sqlite3_errmsg(c->db)));
-    return ACKD_EIO;
+    int code = sqlite3_extended_errcode(c->db);
+    int vfs_errno = c->writer ? ackd_sqlite_vfs_take_errno() : 0;
+    int sys = vfs_errno ? vfs_errno : sqlite3_system_errno(c->db);
+    int64_t now = ackd_mono_us();
+    if (code != c->err_code || c->err_logged_us == 0 || now - c->err_logged_us >= ERR_LOG_EVERY_US) {
+        const char *sysmsg = sys ? strerrordesc_np(sys) : NULL;
+        ACKD_LOG(ACKD_LOG_ERROR, "sqlite error", LOG_STR("op", what),
+                 LOG_STR("error", sqlite3_errmsg(c->db)), LOG_STR("errno", sysmsg),
+                 c->err_suppressed ? LOG_INT("repeats_not_logged", c->err_suppressed) : (void)0);
+        c->err_code = code;
+        c->err_logged_us = now;
+        c->err_suppressed = 0;
+    } else {
+        c->err_suppressed++;
+    }
+    return out_of_space(code, sys) ? ACKD_ENOSPC : ACKD_EIO;
 }
 
 static sqlite3_stmt *stmt(ackd_store_conn_t *c, int which)
@@ -356,9 +388,10 @@ static void *next_slot(void *arr_ptr, int *n, int *cap, size_t elem)
 /* Runs a statement that returns no rows. */
 static int exec_stmt(ackd_store_conn_t *c, sqlite3_stmt *s, const char *what)
 {
-    int rc = sqlite3_step(s);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(c, what); /* before the reset: the
+                                                                    errno is the step's */
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : fail(c, what);
+    return rc;
 }
 
 static int exec_simple(ackd_store_conn_t *c, int which)
@@ -745,13 +778,20 @@ static int counts_flush(ackd_store_conn_t *c)
 static int sq_begin(ackd_store_conn_t *c)
 {
     counts_forget(c);
+    c->changes_at_begin = sqlite3_total_changes64(c->db);
     return exec_simple(c, S_BEGIN);
 }
 
 static int sq_commit(ackd_store_conn_t *c)
 {
     int rc = counts_flush(c);
+    c->committed_writes = sqlite3_total_changes64(c->db) != c->changes_at_begin;
     return rc ? rc : exec_simple(c, S_COMMIT);
+}
+
+static bool sq_committed_writes(ackd_store_conn_t *c)
+{
+    return c->committed_writes;
 }
 
 static int sq_rollback(ackd_store_conn_t *c)
@@ -760,6 +800,22 @@ static int sq_rollback(ackd_store_conn_t *c)
     if (sqlite3_get_autocommit(c->db))
         return 0;
     return exec_simple(c, S_ROLLBACK);
+}
+
+/* One transaction that writes a page and commits: the schema version is set
+ * to what it is (SQLite rewrites the header page anyway). */
+static int sq_probe(ackd_store_conn_t *c)
+{
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    int rc = sq_begin(c);
+    if (rc == 0 && sqlite3_exec(c->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
+        rc = fail(c, pragma);
+    if (rc == 0)
+        rc = sq_commit(c);
+    if (rc)
+        sq_rollback(c);
+    return rc;
 }
 
 /* Outside BEGIN/COMMIT (tests, one-off writes) every statement is its own
@@ -913,7 +969,7 @@ static int task_update_row(ackd_store_conn_t *c, const ackd_task_t *t);
 
 static int sq_task_update(ackd_store_conn_t *c, ackd_task_t *t)
 {
-    int before;
+    int before = 0;
     int rc = stored_state(c, t, &before);
     if (rc == 0)
         rc = task_update_row(c, t);
@@ -1459,6 +1515,8 @@ const ackd_store_backend_t ackd_store_sqlite = {
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .probe = sq_probe,
+    .committed_writes = sq_committed_writes,
     .task_insert = sq_task_insert,
     .task_get = sq_task_get,
     .task_update = sq_task_update,

@@ -1,6 +1,7 @@
 /* sqlite_vfs.c - see sqlite_vfs.h. */
 #include "store/sqlite_vfs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -27,11 +28,30 @@ static sqlite3_io_methods io_methods;
 #define REAL(f) (((gfile_t *)(f))->real)
 #define RM(f) (REAL(f)->pMethods)
 
+/* The errno of this thread's last write that failed (see
+ * ackd_sqlite_vfs_take_errno) */
+static __thread int write_errno;
+
+int ackd_sqlite_vfs_take_errno(void)
+{
+    int e = write_errno;
+    write_errno = 0;
+    return e;
+}
+
+static int real_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off)
+{
+    int rc = RM(file)->xWrite(REAL(file), data, amt, off);
+    if (rc != SQLITE_OK)
+        write_errno = errno;
+    return rc;
+}
+
 static int flush(gfile_t *f)
 {
     if (f->len == 0)
         return SQLITE_OK;
-    int rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->at);
+    int rc = real_write(&f->base, f->buf, (int)f->len, f->at);
     f->len = 0;
     return rc;
 }
@@ -57,11 +77,11 @@ static int g_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 
 {
     gfile_t *f = (gfile_t *)file;
     if (!f->wal || amt <= 0)
-        return RM(file)->xWrite(REAL(file), data, amt, off);
+        return real_write(file, data, amt, off);
     size_t n = (size_t)amt;
     if (n > GATHER_MAX) {
         int rc = flush(f);
-        return rc != SQLITE_OK ? rc : RM(file)->xWrite(REAL(file), data, amt, off);
+        return rc != SQLITE_OK ? rc : real_write(file, data, amt, off);
     }
     if (f->len > 0 && (off != f->at + (sqlite3_int64)f->len || f->len + n > GATHER_MAX)) {
         int rc = flush(f);
@@ -73,7 +93,7 @@ static int g_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 
         unsigned char *grown = sqlite3_realloc64(f->buf, cap);
         if (!grown) { /* write what we have and this piece as they are */
             int rc = flush(f);
-            return rc != SQLITE_OK ? rc : RM(file)->xWrite(REAL(file), data, amt, off);
+            return rc != SQLITE_OK ? rc : real_write(file, data, amt, off);
         }
         f->buf = grown;
         f->cap = cap;
@@ -255,6 +275,9 @@ static int g_current_time(sqlite3_vfs *vfs, double *out)
 static int g_last_error(sqlite3_vfs *vfs, int n, char *out)
 {
     (void)vfs;
+    int e = ackd_sqlite_vfs_take_errno();
+    if (e)
+        return e;
     return real_vfs->xGetLastError ? real_vfs->xGetLastError(real_vfs, n, out) : 0;
 }
 

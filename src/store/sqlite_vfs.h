@@ -27,4 +27,10 @@
 /* Registers the VFS (not as the default); SQLITE_OK or an SQLite error. */
 int ackd_sqlite_vfs_register(void);
 
+/* The errno of the calling thread's last write through this VFS that
+ * failed, or 0; cleared by the call. A write that fails for a full disk, a
+ * quota or a file-size limit reaches the connection as a bare I/O error,
+ * and sqlite3_system_errno does not always have it. */
+int ackd_sqlite_vfs_take_errno(void);
+
 #endif

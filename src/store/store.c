@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -91,6 +92,14 @@ struct ackd_store {
     int64_t next_purge;
     bool recheck_timers;       /* ask the backend for next_due/next_expiry */
     bool draining;             /* shutting down: waits end at once */
+    /* health (ackd_store_health): the committer writes, any thread reads */
+    _Atomic int write_rc;      /* 0, or the error of the last batch: writes are failing */
+    _Atomic int64_t failing_since;
+    /* while failing (committer only): timed work and the probe wait until
+     * retry_at (ms since the epoch); the wait doubles per failed probe */
+    int64_t retry_at, retry_ms;
+    int64_t failed_batches, fail_logged_at;
+    bool failed_since_probe;   /* a batch failed after the last probe */
     /* readers */
     reader_t *readers;
     int nreaders;
@@ -550,14 +559,17 @@ static void wake_watchers(ackd_store_t *s, char (*ids)[ACKD_ID_MAX], int n)
     }
 }
 
-/* Timers the store runs by itself: expiry, delayed tasks, purges. */
-static void internal_ops(ackd_store_t *s, int64_t now)
+/* Timers the store runs by itself: expiry, delayed tasks, purges; `held`
+ * while writes fail: their times are only read again. */
+static void internal_ops(ackd_store_t *s, int64_t now, bool held)
 {
     if (s->recheck_timers) {
         s->b->next_due(s->wconn, now, &s->next_due);
         s->b->next_expiry(s->wconn, &s->next_expiry);
         s->recheck_timers = false;
     }
+    if (held)
+        return;
     pthread_mutex_lock(&s->lock);
     if (s->next_expiry && s->next_expiry <= now && s->hooks.make_expire_op) {
         ackd_store_op_t *op = s->hooks.make_expire_op(s->hooks.data);
@@ -588,10 +600,12 @@ static int64_t min_nonzero(int64_t a, int64_t b)
     return a == 0 ? b : b == 0 ? a : a < b ? a : b;
 }
 
-static void sleep_until_work(ackd_store_t *s)
+/* `held`: writes fail, so the timed work waits for the next probe. */
+static void sleep_until_work(ackd_store_t *s, bool held)
 {
-    int64_t until = min_nonzero(s->next_due, s->next_expiry);
-    until = min_nonzero(until, s->next_purge);
+    int64_t until = held ? s->retry_at : min_nonzero(s->next_due, s->next_expiry);
+    if (!held)
+        until = min_nonzero(until, s->next_purge);
     if (s->heap_len > 0)
         until = min_nonzero(until, deadline_of(s->heap[0]));
     if (until == 0) {
@@ -704,6 +718,67 @@ static int first_failure(const ackd_store_op_t *list)
     return 0;
 }
 
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 1000
+#define FAIL_LOG_EVERY_MS 10000
+
+int ackd_store_health(ackd_store_t *s, int64_t *since)
+{
+    int rc = atomic_load(&s->write_rc);
+    if (since)
+        *since = rc ? atomic_load(&s->failing_since) : 0;
+    return rc;
+}
+
+/* Committer: a commit (a batch's or a probe's) succeeded or failed with rc.
+ * Writes count as working again after a batch commits, or after a probe
+ * commits with no batch failing since the probe before: a probe writes one
+ * page, which may fit where batches do not. A failing store logs when
+ * writes begin to fail, every FAIL_LOG_EVERY_MS while they do, and when they
+ * work again, not once per batch. */
+static void note_write(ackd_store_t *s, int rc, const char *why, bool probe)
+{
+    int64_t now = ackd_now_ms();
+    int was = atomic_load(&s->write_rc);
+    if (rc == 0 && !was)
+        return;
+    if (probe) {
+        if (rc || s->failed_since_probe)
+            s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2;
+        s->retry_at = now + s->retry_ms;
+    }
+    if (rc == 0) {
+        if (probe && s->failed_since_probe) {
+            s->failed_since_probe = false;
+            return;
+        }
+        ACKD_LOG(ACKD_LOG_WARN, "store writes work again",
+                 LOG_INT("failed_batches", s->failed_batches),
+                 LOG_INT("failing_ms", now - atomic_load(&s->failing_since)));
+        s->failed_batches = 0;
+        atomic_store(&s->failing_since, 0);
+        atomic_store(&s->write_rc, 0);
+        return;
+    }
+    s->failed_since_probe = !probe;
+    if (!probe)
+        s->failed_batches++;
+    if (!was) {
+        atomic_store(&s->failing_since, now);
+        s->retry_ms = RETRY_MIN_MS;
+        s->retry_at = now + s->retry_ms;
+        s->fail_logged_at = now;
+        ACKD_LOG(ACKD_LOG_ERROR, "store writes fail: operations are answered with an error",
+                 LOG_STR("error", ackd_strerror(rc)), LOG_STR("detail", why));
+    } else if (now - s->fail_logged_at >= FAIL_LOG_EVERY_MS) {
+        s->fail_logged_at = now;
+        ACKD_LOG(ACKD_LOG_ERROR, "store writes still fail", LOG_STR("error", ackd_strerror(rc)),
+                 LOG_INT("failed_batches", s->failed_batches),
+                 LOG_INT("failing_ms", now - atomic_load(&s->failing_since)));
+    }
+    atomic_store(&s->write_rc, rc);
+}
+
 static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool timer_woke)
 {
     const ackd_store_backend_t *b = s->b;
@@ -788,11 +863,12 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         failed = "store commit failed";
     if (rc) {
         b->rollback(s->wconn);
-        ACKD_LOG(ACKD_LOG_ERROR, failed ? failed : "store transaction failed",
-                 LOG_STR("error", ackd_strerror(rc)));
         nchanged = 0;
         s->recheck_timers = true;
     }
+    /* a batch of reads commits whatever the disk: it proves nothing */
+    if (rc || b->committed_writes(s->wconn))
+        note_write(s, rc, failed ? failed : "the transaction could not begin", false);
     /* answers leave only now that the batch is durable (or failed) */
     ackd_store_op_t *rev = NULL;
     while (finished) {
@@ -847,13 +923,24 @@ static void *committer_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->stop || s->in_head) {
         int64_t now = ackd_now_ms();
+        /* while writes fail, the store's own timed writes wait for a probe
+         * that commits (see ackd_store_health) */
+        bool failing = atomic_load(&s->write_rc) != 0;
+        bool held = failing && now < s->retry_at;
+        if (failing && !held && !s->stop) {
+            pthread_mutex_unlock(&s->lock);
+            note_write(s, s->b->probe(s->wconn), "a probe write failed", true);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
         bool timers_due = (s->heap_len > 0 && deadline_of(s->heap[0]) <= now) ||
-                          (s->next_expiry && s->next_expiry <= now) ||
-                          (s->next_purge && s->next_purge <= now) || due_timer_fired(s, now);
+                          (!held && ((s->next_expiry && s->next_expiry <= now) ||
+                                     (s->next_purge && s->next_purge <= now) ||
+                                     due_timer_fired(s, now)));
         if (!s->in_head && !timers_due && !s->recheck_timers) {
             if (s->stop)
                 break;
-            sleep_until_work(s);
+            sleep_until_work(s, held);
             continue;
         }
         if (s->in_head && s->in_eager == 0 && !timers_due && !s->recheck_timers && !s->stop &&
@@ -863,10 +950,10 @@ static void *committer_main(void *arg)
         ackd_store_op_t *batch = s->in_head;
         s->in_head = s->in_tail = NULL;
         s->in_eager = 0;
-        bool due_fired = due_timer_fired(s, now);
+        bool due_fired = !held && due_timer_fired(s, now);
         pthread_mutex_unlock(&s->lock);
 
-        internal_ops(s, now);
+        internal_ops(s, now, held);
         pthread_mutex_lock(&s->lock);
         /* internal_ops may have queued an expiry or purge op */
         if (s->in_head) {

@@ -168,6 +168,12 @@ typedef struct {
     int (*begin)(ackd_store_conn_t *c);
     int (*commit)(ackd_store_conn_t *c);
     int (*rollback)(ackd_store_conn_t *c);
+    /* Commits a transaction that writes (a page, changing nothing): whether
+     * writes work again after they failed (a full disk). Writer only. */
+    int (*probe)(ackd_store_conn_t *c);
+    /* Whether the transaction last committed changed a row (a commit of
+     * reads only says nothing about whether writes work). */
+    bool (*committed_writes)(ackd_store_conn_t *c);
 
     /* Sets t->stored_state, like task_get and task_update. */
     int (*task_insert)(ackd_store_conn_t *c, ackd_task_t *t);
@@ -365,6 +371,15 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue);
  * later ops write to that queue, unless one of those ops makes an older task
  * due first. The claim is answered with its batch as usual. */
 void ackd_store_offer(ackd_store_op_t *op, const char *queue, int room);
+
+/* Whether the store can write: 0 while its commits succeed; after a batch
+ * failed, that batch's error (ACKD_ENOSPC: out of space) until a commit
+ * succeeds again, and *since (if not NULL) gets when writes began failing
+ * (ms since the epoch). While writes fail, the store's own timed work
+ * (lease expiry, purges, delayed tasks) waits, and the committer tries a
+ * small write every second or less (backend probe) to notice the disk has
+ * room again even when nobody submits. Any thread. */
+int ackd_store_health(ackd_store_t *s, int64_t *since);
 
 /* The backend (for apply functions and tests). */
 const ackd_store_backend_t *ackd_store_backend(const ackd_store_t *s);

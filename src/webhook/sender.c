@@ -11,14 +11,18 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/error.h"
 #include "base/log.h"
 #include "base/units.h"
 #include "http/client.h"
+#include "queue/retry.h"
 #include "webhook/deliver.h"
 
 #define MAX_INFLIGHT 256
 #define CLAIM_WAIT_MS 30000
 #define LEASE_MARGIN_MS 10000
+#define STORE_RETRY_MIN_MS 100
+#define STORE_RETRY_MAX_MS 2000
 
 struct ackd_webhook_sender {
     const ackd_config_t *cfg;
@@ -34,6 +38,10 @@ struct ackd_webhook_sender {
     int inflight;                 /* resolving or calling */
     bool claiming;
     ackd_tq_op_t *claim;
+    /* a claim the store failed (a full disk): the next waits claim_backoff_ms */
+    int64_t claim_backoff_ms;
+    uint64_t claim_after;         /* uv_now */
+    uv_timer_t claim_timer;
     ackd_wh_call_t *calls;
     pthread_mutex_t lock;         /* the inbox, shared with store threads */
     ackd_tq_op_t **inbox;
@@ -258,6 +266,8 @@ static void maybe_claim(ackd_webhook_sender_t *s)
 {
     if (s->stopping || s->claiming || s->inflight >= MAX_INFLIGHT)
         return;
+    if (s->claim_after && uv_now(&s->loop) < s->claim_after)
+        return; /* the claim timer claims again */
     ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_CLAIM, on_claimed, s);
     op->max = MAX_INFLIGHT - s->inflight;
     op->lease_ms = s->cfg->webhooks.timeout_ms + LEASE_MARGIN_MS;
@@ -270,6 +280,29 @@ static void maybe_claim(ackd_webhook_sender_t *s)
 static void on_grace_over(uv_timer_t *t)
 {
     begin_stop(t->data);
+}
+
+static void on_claim_timer(uv_timer_t *t)
+{
+    maybe_claim(t->data);
+}
+
+/* A claim came back: after a store failure (not a denial) the next waits. */
+static void claim_back(ackd_webhook_sender_t *s, const ackd_tq_op_t *op)
+{
+    if (op->status == ACKD_EIO || op->status == ACKD_ENOSPC) {
+        int64_t b = s->claim_backoff_ms;
+        s->claim_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+        s->claim_after = uv_now(&s->loop) + (uint64_t)s->claim_backoff_ms;
+        if (b == 0)
+            ACKD_LOG(ACKD_LOG_WARN, "webhook claims fail: the store failed; claiming again after "
+                     "a backoff", LOG_STR("detail", op->detail));
+        uv_timer_start(&s->claim_timer, on_claim_timer, (uint64_t)s->claim_backoff_ms, 0);
+    } else if (s->claim_backoff_ms) {
+        ACKD_LOG(ACKD_LOG_INFO, "webhook claims work again");
+        s->claim_backoff_ms = 0;
+        s->claim_after = 0;
+    }
 }
 
 static void on_inbox(uv_async_t *a)
@@ -286,6 +319,7 @@ static void on_inbox(uv_async_t *a)
         ackd_tq_op_t *op = ops[i];
         s->claiming = false;
         s->claim = NULL;
+        claim_back(s, op);
         for (int k = 0; op->status == 0 && k < op->ndeliveries; k++)
             start_delivery(s, &op->deliveries[k]);
         ackd_tq_op_free(op);
@@ -371,6 +405,8 @@ int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *
     s->async.data = s;
     uv_timer_init(&s->loop, &s->grace_timer);
     s->grace_timer.data = s;
+    uv_timer_init(&s->loop, &s->claim_timer);
+    s->claim_timer.data = s;
     pthread_mutex_init(&s->lock, NULL);
     s->client = ackd_http_client_new(&s->loop);
     int rc = uv_thread_create(&s->thread, thread_main, s);

@@ -24,6 +24,18 @@ TEST(backoff_ceiling_doubles_then_caps)
     CHECK_INT(ackd_backoff_ceiling_ms(5000, 1000, 1), 1000);
 }
 
+TEST(backoff_next_starts_at_min_doubles_and_stops_at_max)
+{
+    int64_t w = 0;
+    static const int64_t want[] = {100, 200, 400, 800, 1600, 2000, 2000};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        w = ackd_backoff_next_ms(w, 100, 2000);
+        CHECK_INT(w, want[i]);
+    }
+    /* no overflow near the top of the range */
+    CHECK_INT(ackd_backoff_next_ms(INT64_MAX / 2 + 1, 1, INT64_MAX), INT64_MAX);
+}
+
 TEST(backoff_ceiling_n_below_one_is_first_attempt)
 {
     CHECK_INT(ackd_backoff_ceiling_ms(100, 10000, 0), 100);

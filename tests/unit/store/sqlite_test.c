@@ -2,10 +2,12 @@
  * without the committer: schema creation and versioning, the task row round
  * trip, the claim order, the timer queries, purging and idempotency rows.
  * Each test works on a fresh file in its own temporary directory. */
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -550,6 +552,79 @@ TEST(sqlite_begin_commit_rollback)
     fx_t f;
     CHECK_INT(fx_open(&f), 0);
     transaction_body(&f);
+    fx_close(&f);
+}
+
+/* --- a full disk --- */
+
+/* The process may write no byte past `limit` in any file (a full disk, as
+ * ulimit -f makes one: EFBIG, which SIGXFSZ would turn into a kill). */
+static void limit_file_size(rlim_t limit)
+{
+    struct rlimit r;
+    getrlimit(RLIMIT_FSIZE, &r);
+    r.rlim_cur = limit;
+    setrlimit(RLIMIT_FSIZE, &r);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void full_disk_body(fx_t *f)
+{
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    /* a read-only transaction commits nothing; a write does */
+    CHECK_INT(B->begin(f->c), 0);
+    ackd_task_t t = {0};
+    CHECK_INT(B->task_get(f->c, "tsk_none", &t), ACKD_ENOENT);
+    CHECK_INT(B->commit(f->c), 0);
+    CHECK(!B->committed_writes(f->c));
+    CHECK_INT(B->begin(f->c), 0);
+    CHECK_INT(insert(f, "tsk_a", "q", ACKD_TASK_QUEUED, 0, 1), 0);
+    CHECK_INT(B->commit(f->c), 0);
+    CHECK(B->committed_writes(f->c));
+
+    off_t size = file_size(wal);
+    CHECK(size > 0);
+    int saved = ackd_log_level;
+    ackd_log_level = ACKD_LOG_OFF; /* the failed commit logs an error */
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+    limit_file_size((rlim_t)size);
+    /* a commit that needs room the file may not have fails as out of space,
+     * not as a bare I/O error, and leaves nothing behind */
+    ackd_task_t big = mk("tsk_big", "q", ACKD_TASK_QUEUED, 0, 1);
+    ackd_free(big.payload);
+    big.payload = ackd_malloc(20002);
+    memset(big.payload, 'x', 20002);
+    big.payload[0] = big.payload[20000] = '"';
+    big.payload[20001] = '\0';
+    CHECK_INT(B->begin(f->c), 0);
+    CHECK_INT(B->task_insert(f->c, &big), 0);
+    CHECK_INT(B->commit(f->c), ACKD_ENOSPC);
+    CHECK_INT(B->rollback(f->c), 0);
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, old);
+    ackd_log_level = saved;
+    CHECK_INT(B->task_get(f->c, "tsk_big", &t), ACKD_ENOENT);
+    /* with room again, the probe and the same write commit */
+    CHECK_INT(B->probe(f->c), 0);
+    CHECK_INT(B->begin(f->c), 0);
+    CHECK_INT(B->task_insert(f->c, &big), 0);
+    CHECK_INT(B->commit(f->c), 0);
+    CHECK_INT(B->task_get(f->c, "tsk_big", &t), 0);
+    ackd_task_clear(&t);
+    ackd_task_clear(&big);
+}
+
+TEST(sqlite_full_disk_is_out_of_space_and_the_probe_sees_room_again)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    full_disk_body(&f);
     fx_close(&f);
 }
 

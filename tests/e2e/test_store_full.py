@@ -1,0 +1,184 @@
+"""A store that cannot write (issue 3 §1 and §5, issue 4 §2): a full disk.
+
+The disk is filled for real without privileges: the server's file-size limit
+(RLIMIT_FSIZE, `ulimit -f`) is lowered from outside with prlimit to the size
+its WAL has, so the next commit's frames cannot be written (EFBIG, which ackd
+treats like ENOSPC); raising the limit again is the operator freeing space.
+A commit that cannot be written is rolled back and answered with an error.
+
+  - every request the store cannot keep gets a 503 problem with Retry-After
+    that says the disk is full; nothing acknowledged before is lost; reads
+    still work; /readyz says not ready while writes fail and ready again
+    within about a second of the disk having room, with nobody writing;
+    the log says so once, not once per failed batch;
+  - the push dispatcher does not spin on claims the store cannot commit,
+    and an upstream answer it could not record is recorded again, not
+    fetched again: each task reaches the upstream once."""
+
+import os
+import resource
+import threading
+import time
+
+import pytest
+
+from conftest import SLOW
+from queue_helpers import SOON, Api, problem, queue_config, wait_for
+from upstream import Answer, make_upstream, upstream  # noqa: F401  (fixtures)
+
+BIG = "x" * 30000  # a payload that needs pages the WAL has no room for
+
+
+def wal_of(srv):
+    return srv.data_dir / "ackd.db-wal"
+
+
+def fill_disk(srv):
+    """The server may write no byte past its WAL's present end."""
+    limit = os.path.getsize(wal_of(srv))
+    assert limit > 0
+    resource.prlimit(srv.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+
+def free_disk(srv):
+    resource.prlimit(srv.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def messages(srv):
+    return [r.get("msg") for r in srv.log_records()]
+
+
+def readyz(api):
+    return api.get("/readyz")
+
+
+def test_a_full_disk_is_a_503_that_loses_nothing_and_the_server_recovers(start_ackd):
+    srv = start_ackd(queue_config({"jobs": {}}, storage={"sync": "full"}))
+    api = Api(srv)
+    kept = [api.submit_ok("jobs", {"n": i}) for i in range(5)]
+    assert readyz(api).status_code == 200
+
+    fill_disk(srv)
+    failed = 0
+    for i in range(20):
+        r = api.submit("jobs", {"n": 100 + i, "pad": BIG})
+        p = problem(r, 503, "store-unavailable")
+        assert "disk is full" in p["detail"], p
+        assert r.headers.get("Retry-After") == "1", r.headers
+        failed += 1
+    # a claim writes too (the lease): refused the same way, nothing leased
+    r = api.post("/v1/queues/jobs/claim", {"max": 5, "wait": 0})
+    assert "disk is full" in problem(r, 503, "store-unavailable")["detail"]
+    # reads need no write
+    for tid in kept:
+        t = api.task(tid)
+        assert t["status"] == "queued" and t["attempts"] == 0, t
+    r = readyz(api)
+    p = problem(r, 503, "not-ready")
+    assert "disk is full" in p["detail"], p
+    assert r.headers.get("Retry-After") == "1"
+
+    # the log tells it once (and the SQLite error once), not per batch
+    msgs = messages(srv)
+    assert msgs.count("store writes fail: operations are answered with an error") == 1, msgs
+    assert msgs.count("sqlite error") == 1, msgs
+    assert "store writes work again" not in msgs
+
+    # space again, and nobody writes: the store's own probe notices
+    free_disk(srv)
+    wait_for(lambda: readyz(api).status_code == 200, timeout=5.0 * SLOW, what="ready again")
+    wait_for(lambda: "store writes work again" in messages(srv), what="the log says so")
+    rec = [r for r in srv.log_records() if r.get("msg") == "store writes work again"][0]
+    assert rec["failed_batches"] >= failed, rec
+
+    kept.append(api.submit_ok("jobs", {"n": 5, "pad": BIG}))
+    api.close()
+
+    # a restart finds what was acknowledged, and nothing of what was refused
+    srv.stop()
+    again = start_ackd(queue_config({"jobs": {}}, storage={"sync": "full",
+                                                       "path": str(srv.data_dir / "ackd.db")}))
+    api = Api(again)
+    listed = api.get("/v1/tasks", params={"queue": "jobs", "limit": 100}).json()["tasks"]
+    assert sorted(t["id"] for t in listed) == sorted(kept)
+    r = api.post("/v1/queues/jobs/claim", {"max": 10, "wait": 0})
+    assert r.status_code == 200, r.text
+    got = {t["id"]: t["payload"] for t in r.json()["tasks"]}
+    assert set(got) == set(kept)
+    assert sorted(p["n"] for p in got.values()) == [0, 1, 2, 3, 4, 5]
+    assert got[kept[-1]]["pad"] == BIG
+    api.close()
+
+
+def test_the_dispatcher_waits_out_a_full_disk_and_calls_each_task_once(start_ackd, upstream):
+    gate = threading.Event()
+
+    def held(req, n):
+        gate.wait(SOON)
+        return Answer(200, body={"done": n})
+
+    upstream.on("/held", held)
+    srv = start_ackd(queue_config(
+        {"push": {"upstream": upstream.origin, "upstream_path": "/held", "concurrency": 1,
+                  "attempt_timeout": "60s", "max_attempts": 5}},
+        storage={"sync": "full"}))
+    api = Api(srv)
+    ids = [api.submit_ok("push", {"n": i}) for i in range(3)]
+    first = upstream.wait_calls(1, "/held", timeout=SOON)[0].header("Task-Id")
+
+    fill_disk(srv)
+    gate.set()  # the first call ends: its outcome cannot be recorded
+    wait_for(lambda: "upstream outcome not recorded: the store failed; recording it again"
+             in messages(srv), what="the record is retried")
+    # the next claim (concurrency 1) cannot lease the second task either:
+    # the dispatcher backs off instead of claiming in a loop
+    wait_for(lambda: "claims fail: the store failed; claiming again after a backoff"
+             in messages(srv), what="the claim backs off")
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    time.sleep(1.5)
+    busy = (cpu_seconds(srv.pid) - cpu0) / (time.monotonic() - t0)
+    assert busy < 0.3, f"ackd used {busy:.0%} of a CPU while the disk was full"
+    assert len(upstream.calls("/held")) == 1
+    assert api.task(first)["status"] == "processing"  # its outcome waits to be recorded
+    n_lines = len(srv.log_lines())
+    assert n_lines < 40, srv.log_lines()
+
+    free_disk(srv)
+    wait_for(lambda: all(api.task(t)["status"] == "completed" for t in ids), timeout=SOON,
+             what="every task completed")
+    seen = [r.header("Task-Id") for r in upstream.calls("/held")]
+    assert sorted(seen) == sorted(ids), seen  # each once: the first was not called again
+    t = api.task(first)
+    assert t["attempts"] == 1 and t["result"]["body"] == {"done": 1}, t
+    assert "claims work again" in messages(srv)
+    api.close()
+
+
+def test_timed_work_waits_for_the_disk_instead_of_spinning(start_ackd):
+    """A lease that expires while the disk is full cannot be recorded either:
+    the store retries its timed work after probes, not in a loop, and
+    requeues the task once it can write."""
+    srv = start_ackd(queue_config({"jobs": {"max_attempts": 3}}, storage={"sync": "full"}))
+    api = Api(srv)
+    tid = api.submit_ok("jobs", {"n": 1})
+    r = api.post("/v1/queues/jobs/claim", {"max": 1, "wait": 0, "lease": "300ms"})
+    assert r.status_code == 200 and r.json()["tasks"][0]["id"] == tid, r.text
+    fill_disk(srv)
+    time.sleep(0.5)  # the lease has expired: its expiry cannot be committed
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    time.sleep(1.5)
+    busy = (cpu_seconds(srv.pid) - cpu0) / (time.monotonic() - t0)
+    assert busy < 0.3, f"ackd used {busy:.0%} of a CPU while the disk was full"
+    assert api.task(tid)["status"] == "processing"
+    assert messages(srv).count("store writes fail: operations are answered with an error") == 1
+    assert len(srv.log_lines()) < 40, srv.log_lines()
+    free_disk(srv)
+    t = wait_for(lambda: (lambda d: d if d["status"] == "queued" else None)(api.task(tid)),
+                 timeout=5.0 * SLOW, what="the expired lease requeued")
+    assert t["attempts"] == 1, t
+    api.close()
