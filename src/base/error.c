@@ -17,6 +17,7 @@ const char *ackd_strerror(int code)
     case ACKD_ECLOSED: return "closed";
     case ACKD_EAGAIN: return "try again";
     case ACKD_ENOSPC: return "no space left for the store";
+    case ACKD_ESYNC: return "a sync of the store failed";
     }
     return "unknown error";
 }

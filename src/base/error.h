@@ -19,6 +19,7 @@ enum {
     ACKD_ECLOSED = -10,  /* the peer or the object is gone */
     ACKD_EAGAIN = -11,
     ACKD_ENOSPC = -12,   /* storage is out of space (a full disk, a quota, a file-size limit) */
+    ACKD_ESYNC = -13,    /* a sync failed: what was written may or may not be on disk */
 };
 
 const char *ackd_strerror(int code);

@@ -322,6 +322,8 @@ static int fail(ackd_store_conn_t *c, const char *what)
     } else {
         c->err_suppressed++;
     }
+    if (code == SQLITE_IOERR_FSYNC || code == SQLITE_IOERR_DIR_FSYNC)
+        return ACKD_ESYNC;
     return out_of_space(code, sys) ? ACKD_ENOSPC : ACKD_EIO;
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -718,6 +719,23 @@ static int first_failure(const ackd_store_op_t *list)
     return 0;
 }
 
+/* A commit's sync failed. Its frames may be on disk or not, and the kernel
+ * may have marked the pages it could not write as clean: a later commit
+ * that syncs would then report success over a hole that recovery stops at,
+ * losing what was acknowledged after it. So ackd stops here, like
+ * PostgreSQL's PANIC on a failed fsync, without answering the batch (its
+ * clients get no answer, not a false one), and recovery at the next start
+ * reads the log as the disk has it. */
+static void sync_failed(void)
+{
+    ACKD_LOG(ACKD_LOG_ERROR,
+             "fatal: a commit could not be synced to disk; ackd stops without answering it, so "
+             "that nothing it acknowledges later can be lost. Check the disk, then start ackd "
+             "again: it recovers what is on disk",
+             LOG_INT("exit_code", ACKD_EXIT_SYNC));
+    _exit(ACKD_EXIT_SYNC);
+}
+
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 1000
 #define FAIL_LOG_EVERY_MS 10000
@@ -861,6 +879,8 @@ static void run_batch(ackd_store_t *s, ackd_store_op_t *batch, int64_t now, bool
         failed = "an operation failed: the batch is rolled back";
     if (rc == 0 && (rc = b->commit(s->wconn)))
         failed = "store commit failed";
+    if (rc == ACKD_ESYNC)
+        sync_failed(); /* does not return */
     if (rc) {
         b->rollback(s->wconn);
         nchanged = 0;
@@ -929,7 +949,10 @@ static void *committer_main(void *arg)
         bool held = failing && now < s->retry_at;
         if (failing && !held && !s->stop) {
             pthread_mutex_unlock(&s->lock);
-            note_write(s, s->b->probe(s->wconn), "a probe write failed", true);
+            int rc = s->b->probe(s->wconn);
+            if (rc == ACKD_ESYNC)
+                sync_failed();
+            note_write(s, rc, "a probe write failed", true);
             pthread_mutex_lock(&s->lock);
             continue;
         }

@@ -372,6 +372,10 @@ ackd_store_op_t *ackd_store_take_parked(const char *queue);
  * due first. The claim is answered with its batch as usual. */
 void ackd_store_offer(ackd_store_op_t *op, const char *queue, int room);
 
+/* The exit status of a server whose commit could not be synced (the store
+ * stops the process at once: see store.c, sync_failed). EX_IOERR. */
+#define ACKD_EXIT_SYNC 74
+
 /* Whether the store can write: 0 while its commits succeed; after a batch
  * failed, that batch's error (ACKD_ENOSPC: out of space) until a commit
  * succeeds again, and *since (if not NULL) gets when writes began failing
