@@ -18,11 +18,13 @@
 #    and requests/s of every target; the overhead is ackd's p50 minus
 #    direct's.
 # 2. Async end to end. An `mode = async` route whose upstream (the same
-#    nginx) answers at once; wrk -c$BENCH_ASYNC_CONNS (64) submits for
-#    BENCH_DURATION seconds; the submit rate is wrk's; completed tasks/s is
-#    counted from GET /v1/queues (completed count over time, polled every
-#    100 ms until the queue is drained or 60 s pass), for sync = full and
-#    sync = normal.
+#    nginx) answers at once; wrk -c N submits for BENCH_DURATION seconds,
+#    for each N of BENCH_ASYNC_CONNS ("64 128 256": the submit path is a
+#    closed loop, so its rate depends on how many clients keep a request in
+#    flight; every N is reported, and the best); the submit rate is wrk's;
+#    completed tasks/s is counted from GET /v1/queues (completed count over
+#    time, polled every 100 ms until the queue is drained or 60 s pass), for
+#    sync = full and sync = normal.
 # 3. Dispatch alone (bench/proxy/drain.py): BENCH_BACKLOG (20000) queue
 #    tasks submitted in batches of 1000, all with the same run_at, timed from
 #    that instant until every one is completed: the push pipeline's own rate
@@ -37,10 +39,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION=${BENCH_DURATION:-5}         # seconds per wrk run
-ASYNC_CONNS=${BENCH_ASYNC_CONNS:-64}
+ASYNC_CONNS=${BENCH_ASYNC_CONNS:-64 128 256}
 BACKLOG=${BENCH_BACKLOG:-20000}
-for v in DURATION ASYNC_CONNS BACKLOG; do
+for v in DURATION BACKLOG; do
   [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -gt 0 ]] || { echo "bench: $v must be a positive integer" >&2; exit 2; }
+done
+read -r -a CONNS_LIST <<<"$ASYNC_CONNS"
+[[ ${#CONNS_LIST[@]} -gt 0 ]] || { echo "bench: BENCH_ASYNC_CONNS names no connection count" >&2; exit 2; }
+for c in "${CONNS_LIST[@]}"; do
+  [[ "$c" =~ ^[0-9]+$ && "$c" -gt 0 ]] || { echo "bench: BENCH_ASYNC_CONNS must be positive integers" >&2; exit 2; }
 done
 
 # --- tools ---
@@ -270,12 +277,12 @@ completed() {
 }
 
 declare -A A_SUB A_DONE A_SPAN A_TOTAL
-# async_run NAME SYNC
+# async_run NAME SYNC CONNS
 async_run() {
-  local name=$1 sync=$2
+  local name=$1 sync=$2 conns=$3
   start_ackd "async-$name" "$sync"
   local pid=$LAST_PID
-  run_wrk "http://127.0.0.1:$ACKD_PORT/async" "$ASYNC_CONNS" 1 >/dev/null  # warm-up
+  run_wrk "http://127.0.0.1:$ACKD_PORT/async" "$conns" 1 >/dev/null  # warm-up
   local base
   read -r base _ _ < <(completed)
   # wait for the warm-up's tasks to drain, then count from there
@@ -286,7 +293,7 @@ async_run() {
   done
   local t0 t1 n pending failed
   t0=$(date +%s.%N)
-  run_wrk "http://127.0.0.1:$ACKD_PORT/async" "$ASYNC_CONNS" "$DURATION"
+  run_wrk "http://127.0.0.1:$ACKD_PORT/async" "$conns" "$DURATION"
   local submitted=$REQS sub_rps=$RPS p99=$P99
   for _ in $(seq 600); do                 # 60 s at most to drain
     read -r n pending failed < <(completed)
@@ -299,7 +306,7 @@ async_run() {
   span=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   rate=$(awk -v n="$done_n" -v s="$span" 'BEGIN {printf "%.0f", n / s}')
   A_SUB[$name]=$sub_rps A_DONE[$name]=$rate A_SPAN[$name]=$span A_TOTAL[$name]="$done_n/$submitted"
-  printf '   %-7s submits %9.0f/s (p99 %.3f ms)  completed %s of %s in %s s: %s tasks/s (pending %s, failed %s)\n' \
+  printf '   %-12s submits %9.0f/s (p99 %.3f ms)  completed %s of %s in %s s: %s tasks/s (pending %s, failed %s)\n' \
     "$name" "$sub_rps" "$p99" "$done_n" "$submitted" "$span" "$rate" "$pending" "$failed"
   stop_pid "$pid"
 }
@@ -317,9 +324,19 @@ drain_run() {
   stop_pid "$pid"
 }
 
-echo "== async end to end: POST /async (mode = async) with wrk -t1 -c$ASYNC_CONNS -d${DURATION}s, then until drained"
-async_run full full
-async_run normal normal
+echo "== async end to end: POST /async (mode = async) with wrk -t1 -c{${ASYNC_CONNS// /,}} -d${DURATION}s, then until drained"
+best() { # best SYNC: "tasks/s at -cN" of the best run
+  local sync=$1 c b=0 at=0
+  for c in "${CONNS_LIST[@]}"; do
+    if [[ "${A_DONE[$sync-c$c]}" -gt "$b" ]]; then b=${A_DONE[$sync-c$c]}; at=$c; fi
+  done
+  echo "$b tasks/s at -c$at"
+}
+for c in "${CONNS_LIST[@]}"; do
+  async_run "full-c$c" full "$c"
+  async_run "normal-c$c" normal "$c"
+done
+echo "   best completed rate: sync = full $(best full), sync = normal $(best normal) (target >= 20000 with sync = full)"
 echo "== dispatch alone: a backlog of $BACKLOG queue tasks all due at one instant, until completed"
 drain_run full full
 drain_run normal normal
@@ -333,7 +350,7 @@ if [[ -n "${BENCH_RESULTS:-}" ]]; then
   {
     echo "## Run of $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Command: \`BENCH_DURATION=$DURATION BENCH_ASYNC_CONNS=$ASYNC_CONNS bench/proxy/run.sh\`" \
+    echo "Command: \`BENCH_DURATION=$DURATION BENCH_ASYNC_CONNS=\"$ASYNC_CONNS\" bench/proxy/run.sh\`" \
          "on $(nproc) CPUs, load average $LOAD_BEFORE before, $LOAD_AFTER after."
     echo
     echo "### Sync face: POST through a sync route to nginx \`return 200\`"
@@ -348,15 +365,19 @@ if [[ -n "${BENCH_RESULTS:-}" ]]; then
          "ackd with sync = normal $(over "${R_P50[ackd-nf,1]}" "${R_P50[direct,1]}") ms," \
          "nginx proxy_pass $(over "${R_P50[nginx,1]}" "${R_P50[direct,1]}") ms."
     echo
-    echo "### Async end to end (wrk -c$ASYNC_CONNS for ${DURATION} s, then drained)"
+    echo "### Async end to end (wrk -c N for ${DURATION} s, then drained)"
     echo
-    echo "| storage sync | submits/s | completed/submitted | seconds to drain all | completed tasks/s |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| storage sync | wrk -c | submits/s | completed/submitted | seconds to drain all | completed tasks/s |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for n in full normal; do
-      echo "| $n | ${A_SUB[$n]} | ${A_TOTAL[$n]} | ${A_SPAN[$n]} | ${A_DONE[$n]} |"
+      for c in "${CONNS_LIST[@]}"; do
+        echo "| $n | $c | ${A_SUB[$n-c$c]} | ${A_TOTAL[$n-c$c]} | ${A_SPAN[$n-c$c]} | ${A_DONE[$n-c$c]} |"
+      done
     done
     echo
-    echo "(wrk counts only the answers it read before it stopped: the up to $ASYNC_CONNS requests in"
+    echo "Best: sync = full $(best full); sync = normal $(best normal)."
+    echo
+    echo "(wrk counts only the answers it read before it stopped: the up to N requests in"
     echo "flight at its end were submitted too, so completed may exceed wrk's count by that much.)"
     echo
     echo "### Dispatch alone: $BACKLOG queue tasks due at one instant"
