@@ -39,7 +39,8 @@
 #define LEASE_MARGIN_MS 10000
 #define EASY_POOL 64 /* finished easy handles kept for the next calls */
 /* Waits after the store failed a claim or an outcome's record: doubled
- * per failure up to the max, back to none once a claim succeeds. */
+ * per failure up to the max; back to none once a claim succeeds (claims) or
+ * the store writes again (records). */
 #define STORE_RETRY_MIN_MS 100
 #define STORE_RETRY_MAX_MS 2000
 

@@ -14,26 +14,26 @@ static int failing(void)
     return flag && access(flag, F_OK) == 0;
 }
 
-int fdatasync(int fd)
+/* The real call, looked up once, unless the flag says fail. */
+static int sync_or_fail(const char *name, int (**real)(int), int fd)
 {
-    static int (*real)(int);
     if (failing()) {
         errno = EIO;
         return -1;
     }
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    return real(fd);
+    if (!*real)
+        *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    return (*real)(fd);
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    return sync_or_fail("fdatasync", &real, fd);
 }
 
 int fsync(int fd)
 {
     static int (*real)(int);
-    if (failing()) {
-        errno = EIO;
-        return -1;
-    }
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
+    return sync_or_fail("fsync", &real, fd);
 }
