@@ -978,7 +978,9 @@ static void *committer_main(void *arg)
 
         internal_ops(s, now, held);
         pthread_mutex_lock(&s->lock);
-        /* internal_ops may have queued an expiry or purge op */
+        /* internal_ops may have queued an expiry or purge op; ops submitted
+         * while it ran (the lock was free) come along, so the batch's time
+         * is read again: an op never runs at a time before it was sent */
         if (s->in_head) {
             ackd_store_op_t *extra = s->in_head;
             s->in_head = s->in_tail = NULL;
@@ -991,6 +993,9 @@ static void *committer_main(void *arg)
                     t = t->next;
                 t->next = extra;
             }
+            int64_t later = ackd_now_ms();
+            if (later > now)
+                now = later;
         }
         pthread_mutex_unlock(&s->lock);
         if (batch || due_fired)
