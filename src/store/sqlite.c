@@ -390,8 +390,8 @@ static void *next_slot(void *arr_ptr, int *n, int *cap, size_t elem)
 /* Runs a statement that returns no rows. */
 static int exec_stmt(ackd_store_conn_t *c, sqlite3_stmt *s, const char *what)
 {
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(c, what); /* before the reset: the
-                                                                    errno is the step's */
+    /* fail() before the reset: the error and its errno are the step's */
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(c, what);
     sqlite3_reset(s);
     return rc;
 }
