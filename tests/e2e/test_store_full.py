@@ -11,7 +11,8 @@ A commit that cannot be written is rolled back and answered with an error.
     still work; /readyz says not ready while writes fail and ready again
     within about a second of the disk having room, with nobody writing;
     the log says so once, not once per failed batch;
-  - the push dispatcher does not spin on claims the store cannot commit,
+  - the push dispatcher and the webhook sender do not spin on claims the
+    store cannot commit,
     and an upstream answer it could not record is recorded again, not
     fetched again: each task reaches the upstream once;
   - a commit whose sync fails (a disk that lost a write: fsync and
@@ -31,7 +32,8 @@ import requests
 
 from conftest import SANITIZED, SLOW
 from queue_helpers import SOON, Api, problem, queue_config, wait_for
-from upstream import Answer, make_upstream, upstream  # noqa: F401  (fixtures)
+from receiver import make_receiver  # noqa: F401  (fixture)
+from upstream import Answer, fail_then, make_upstream, upstream  # noqa: F401  (fixtures)
 
 BIG = "x" * 30000  # a payload that needs pages the WAL has no room for
 
@@ -190,6 +192,40 @@ def test_timed_work_waits_for_the_disk_instead_of_spinning(start_ackd):
     assert t["attempts"] == 1, t
     api.close()
 
+
+
+def test_the_webhook_sender_waits_out_a_full_disk(start_ackd, make_receiver):
+    """A delivery retry that comes due while the disk is full cannot be
+    leased: the sender claims again after a backoff, not in a loop, and
+    delivers once the disk has room."""
+    rcv = make_receiver()
+    rcv.on("/hook", fail_then(1, status=503))  # the first try fails: the next is due 1 s later
+    cfg = queue_config({"jobs": {}}, storage={"sync": "full"})
+    cfg["webhooks"] = {"allow_private": "127.0.0.0/8", "schedule": "1s", "timeout": "2s"}
+    srv = start_ackd(cfg)
+    api = Api(srv)
+    tid = api.submit_ok("jobs", {"n": 1}, callback_url=rcv.url("/hook"))
+    c = api.claim_one("jobs")
+    assert api.complete(tid, c["lease_id"], "done").status_code == 200
+
+    def recorded():
+        ds = api.get(f"/v1/tasks/{tid}/deliveries").json()["deliveries"]
+        return len(ds[0]["attempts"]) if ds else 0
+    wait_for(lambda: recorded() == 1, what="the first try recorded")
+    fill_disk(srv)
+    wait_for(lambda: "webhook claims fail: the store failed; claiming again after a backoff"
+             in messages(srv), what="the sender's claim backs off")
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    time.sleep(1.5)
+    busy = (cpu_seconds(srv.pid) - cpu0) / (time.monotonic() - t0)
+    assert busy < 0.3, f"ackd used {busy:.0%} of a CPU while the disk was full"
+    assert len(rcv.hooks("/hook")) == 1
+    free_disk(srv)
+    rcv.wait_hooks(2, "/hook")
+    wait_for(lambda: api.get(f"/v1/tasks/{tid}/deliveries").json()["deliveries"][0]["status"]
+             == "delivered", what="delivered")
+    assert len(rcv.hooks("/hook")) == 2
+    api.close()
 
 FAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults")
 
