@@ -15,7 +15,7 @@ static void on_readyz(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
     int64_t since = 0;
-    int store = api->tq ? ackd_tq_store_health(api->tq, &since) : 0;
+    int store = ackd_tq_store_health(api->tq, &since);
     if (store && atomic_load(&api->ready) && !atomic_load(&api->draining)) {
         char at[32];
         ackd_time_format(since, at, sizeof at);

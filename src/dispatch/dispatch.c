@@ -21,7 +21,6 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "base/error.h"
 #include "base/log.h"
 #include "dispatch/upstream.h"
 #include "http/client.h"
@@ -94,19 +93,12 @@ static void on_grace_over(uv_timer_t *t);
 
 static void post_inbox(struct ackd_dispatch *d, ackd_tq_op_t *op);
 
-/* A store failure (not a denial: a stale lease, a task gone): worth trying
- * the same operation again. */
-static bool store_failed(const ackd_tq_op_t *op)
-{
-    return op->status == ACKD_EIO || op->status == ACKD_ENOSPC;
-}
-
 /* Store thread: the complete or fail op of a call is done. One the store
  * failed goes back to the loop to be recorded again (on_inbox). */
 static void on_result_recorded(ackd_tq_op_t *op)
 {
     struct ackd_dispatch *d = op->data;
-    if (store_failed(op)) {
+    if (ackd_tq_store_failed(op)) {
         post_inbox(d, op);
         return;
     }
@@ -433,7 +425,7 @@ static void on_inbox(uv_async_t *a)
         }
         qstate_t *q = op->data;
         claim_back(q, op, op->max);
-        if (store_failed(op))
+        if (ackd_tq_store_failed(op))
             claim_failed(q, op);
         else if (q->claim_backoff_ms)
             claim_works(q);

@@ -56,6 +56,11 @@ int ackd_tq_store_health(ackd_tq_t *tq, int64_t *since)
     return ackd_store_health(tq->store, since);
 }
 
+bool ackd_tq_store_failed(const ackd_tq_op_t *op)
+{
+    return op->status == ACKD_EIO || op->status == ACKD_ENOSPC;
+}
+
 static const ackd_queue_conf_t *queue_conf(const ackd_tq_t *tq, const char *name)
 {
     return ackd_config_queue(tq->cfg, name);

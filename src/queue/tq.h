@@ -163,6 +163,10 @@ const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq);
  * makes its commits fail (ACKD_ENOSPC: out of space) since *since. Any
  * thread. */
 int ackd_tq_store_health(ackd_tq_t *tq, int64_t *since);
+/* Whether a finished op failed because the store could not commit (a full
+ * disk, an I/O error), not because it was denied (a stale lease, a task
+ * gone): the same op may be tried again later. */
+bool ackd_tq_store_failed(const ackd_tq_op_t *op);
 
 ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, void *data);
 /* A task's progress as the member "progress" ({percent, message} or null),

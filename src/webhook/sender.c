@@ -11,7 +11,6 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "base/error.h"
 #include "base/log.h"
 #include "base/units.h"
 #include "http/client.h"
@@ -290,7 +289,7 @@ static void on_claim_timer(uv_timer_t *t)
 /* A claim came back: after a store failure (not a denial) the next waits. */
 static void claim_back(ackd_webhook_sender_t *s, const ackd_tq_op_t *op)
 {
-    if (op->status == ACKD_EIO || op->status == ACKD_ENOSPC) {
+    if (ackd_tq_store_failed(op)) {
         int64_t b = s->claim_backoff_ms;
         s->claim_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
         s->claim_after = uv_now(&s->loop) + (uint64_t)s->claim_backoff_ms;
