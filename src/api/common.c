@@ -187,28 +187,78 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
     json_decref(extra);
 }
 
+/* One preference of a Prefer header: name [= value] *( ";" parameter ). */
+static void prefer_one(const char *h, size_t n, api_prefer_t *out)
+{
+    size_t name = strcspn(h, "=; \t");
+    if (name > n)
+        name = n;
+    if (name == 13 && strncasecmp(h, "respond-async", 13) == 0) {
+        out->respond_async = 1;
+        return;
+    }
+    if (name != 4 || strncasecmp(h, "wait", 4) != 0)
+        return;
+    size_t i = name;
+    while (i < n && (h[i] == ' ' || h[i] == '\t'))
+        i++;
+    if (i >= n || h[i] != '=')
+        return;
+    i++;
+    while (i < n && (h[i] == ' ' || h[i] == '\t'))
+        i++;
+    int quoted = i < n && h[i] == '"';
+    i += quoted;
+    long long secs = 0;
+    size_t digits = 0;
+    for (; i < n && h[i] >= '0' && h[i] <= '9'; i++, digits++) {
+        if (secs > 1000000000)
+            return;
+        secs = secs * 10 + (h[i] - '0');
+    }
+    if (quoted) {
+        if (i >= n || h[i] != '"')
+            return;
+        i++;
+    }
+    while (i < n && (h[i] == ' ' || h[i] == '\t'))
+        i++;
+    if (digits == 0 || (i < n && h[i] != ';'))
+        return;
+    out->wait_ms = secs * 1000;
+}
+
+void api_prefer(ackd_http_req_t *req, api_prefer_t *out)
+{
+    out->respond_async = 0;
+    out->wait_ms = -1;
+    const char *h = ackd_http_req_header(req, "prefer");
+    while (h && *h) {
+        while (*h == ' ' || *h == '\t' || *h == ',')
+            h++;
+        size_t n = strcspn(h, ",");
+        if (n)
+            prefer_one(h, n, out);
+        h += n;
+    }
+}
+
 int64_t api_wait_ms(ackd_http_req_t *req, int64_t max_wait_ms, int *from_prefer)
 {
     int64_t ms = 0;
     *from_prefer = 0;
     const char *q = ackd_http_req_query_param(req, "wait");
     if (q) {
-        if (ackd_parse_duration_ms(q, &ms) != 0)
-            ms = 0;
+        if (ackd_parse_duration_ms(q, &ms) != 0 || ms < 0) {
+            api_bad_field(req, "wait", "a duration: seconds, or a string like \"30s\"");
+            return -1;
+        }
     } else {
-        const char *p = ackd_http_req_header(req, "prefer");
-        const char *w = p ? strcasestr(p, "wait=") : NULL;
-        if (w) {
-            char buf[32];
-            size_t n = strcspn(w + 5, " ,;");
-            if (n < sizeof buf) {
-                memcpy(buf, w + 5, n);
-                buf[n] = '\0';
-                if (ackd_parse_duration_ms(buf, &ms) == 0)
-                    *from_prefer = 1;
-                else
-                    ms = 0;
-            }
+        api_prefer_t p;
+        api_prefer(req, &p);
+        if (p.wait_ms >= 0) {
+            ms = p.wait_ms;
+            *from_prefer = 1;
         }
     }
     return ms > max_wait_ms ? max_wait_ms : ms;

@@ -62,8 +62,16 @@ void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
 ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
-/* ?wait=N or Prefer: wait=N, capped by max_wait; 0 when neither. Sets
- * *from_prefer when the Prefer header gave it. */
+/* The preferences of a Prefer header (RFC 7240) that ackd honours. A
+ * preference it cannot read is ignored, as the RFC asks. */
+typedef struct {
+    int respond_async;
+    int64_t wait_ms;           /* wait=N (delta-seconds, quotes allowed); -1: none */
+} api_prefer_t;
+void api_prefer(ackd_http_req_t *req, api_prefer_t *out);
+/* ?wait=N (a duration) or else Prefer: wait=N, capped by max_wait; 0 when
+ * neither. Sets *from_prefer when the Prefer header gave it. -1 when ?wait
+ * is not a duration: 422 answered. */
 int64_t api_wait_ms(ackd_http_req_t *req, int64_t max_wait_ms, int *from_prefer);
 
 /* Documents. */

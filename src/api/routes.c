@@ -147,44 +147,8 @@ static char *request_json(ackd_http_req_t *req)
     return ackd_buf_detach(&out, NULL);
 }
 
-/* --- Prefer (RFC 7240) --- */
-
-typedef struct {
-    int respond_async;
-    int64_t wait_ms;      /* -1: none */
-} prefer_t;
-
-static void parse_prefer(ackd_http_req_t *req, prefer_t *p)
-{
-    p->respond_async = 0;
-    p->wait_ms = -1;
-    const char *h = ackd_http_req_header(req, "prefer");
-    while (h && *h) {
-        while (*h == ' ' || *h == ',' || *h == '\t')
-            h++;
-        size_t n = strcspn(h, ",");
-        if (n >= 13 && strncasecmp(h, "respond-async", 13) == 0 &&
-            (n == 13 || h[13] == ' ' || h[13] == ';'))
-            p->respond_async = 1;
-        else if (n > 5 && strncasecmp(h, "wait=", 5) == 0) {
-            long long secs = 0;
-            int ok = 1;
-            for (size_t i = 5; i < n && h[i] != ';' && h[i] != ' '; i++) {
-                if (h[i] < '0' || h[i] > '9' || secs > 1000000) {
-                    ok = 0;
-                    break;
-                }
-                secs = secs * 10 + (h[i] - '0');
-            }
-            if (ok)
-                p->wait_ms = secs * 1000;
-        }
-        h += n;
-    }
-}
-
 /* Decides how long to wait and what a wait that runs out means. */
-static int64_t plan_wait(const ackd_route_conf_t *r, const prefer_t *p, int *flags)
+static int64_t plan_wait(const ackd_route_conf_t *r, const api_prefer_t *p, int *flags)
 {
     *flags = 0;
     int64_t w;
@@ -367,8 +331,8 @@ static void on_route(ackd_http_req_t *req, void *data)
                                   "Callback-URL must be an http:// or https:// URL");
         return;
     }
-    prefer_t prefer;
-    parse_prefer(req, &prefer);
+    api_prefer_t prefer;
+    api_prefer(req, &prefer);
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, route_answer_done, NULL);
     int64_t now = ackd_now_ms();
     int64_t wait = plan_wait(route, &prefer, &op->flags);

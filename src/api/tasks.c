@@ -333,11 +333,13 @@ API_ANSWER(on_got)
 static void on_get(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
+    int from_prefer;
+    int64_t wait = api_wait_ms(req, api->cfg->server.max_wait_ms, &from_prefer);
+    if (wait < 0)
+        return;
     ackd_tq_op_t *op = api_task_op(req, api, ACKD_TQ_GET, on_got_done);
     if (!op)
         return;
-    int from_prefer;
-    int64_t wait = api_wait_ms(req, api->cfg->server.max_wait_ms, &from_prefer);
     if (wait > 0)
         op->wait_until = ackd_now_ms() + wait;
     if (from_prefer)

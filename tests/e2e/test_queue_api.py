@@ -426,6 +426,38 @@ def test_prefer_wait_is_honoured_and_echoed(api, q):
     assert 0.95 <= took < 1.0 + 3.0 * SLOW, took
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "1x", ""])
+def test_a_wait_that_is_not_a_duration_is_a_422_naming_it(api, q, value):
+    tid = api.submit_ok(q, 1)
+    t0 = time.monotonic()
+    r = api.get(f"/v1/tasks/{tid}", params={"wait": value})
+    assert time.monotonic() - t0 < 0.5 * SLOW  # answered at once, no long poll
+    p = problem(r, 422, "invalid-field")
+    assert p["field"] == "wait" and "duration" in p["detail"]
+
+
+@pytest.mark.parametrize("prefer, waits", [
+    ('wait="1"', True),                 # RFC 7240: a value may be quoted
+    ("handling=lenient, wait = 1", True),  # BWS around "="
+    ("wait=1; foo=bar", True),          # parameters after it
+    ("xwait=1", False),                 # another preference that ends in "wait"
+    ("wait=1s", False),                 # not delta-seconds: ignored, not an error
+    ("wait", False),
+])
+def test_prefer_wait_is_read_as_rfc_7240_says(api, q, prefer, waits):
+    tid = api.submit_ok(q, 1)
+    t0 = time.monotonic()
+    r = api.get(f"/v1/tasks/{tid}", headers={"Prefer": prefer})
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and r.json()["status"] == "queued"
+    if waits:
+        assert r.headers.get("Preference-Applied") == "wait=1"
+        assert 0.95 <= took < 1.0 + 3.0 * SLOW, took
+    else:
+        assert "Preference-Applied" not in r.headers
+        assert took < 0.5 * SLOW, took
+
+
 # --------------------------------------------------------------------------
 # listing
 

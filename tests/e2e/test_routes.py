@@ -172,6 +172,10 @@ MATRIX = [
     ("auto", "wait=5", "slow", 202, "wait", MAX_WAIT),        # capped by max_wait
     ("auto", "wait=0", "fast", 202, {"wait=0"}, None),         # wait=0: do not wait
     ("auto", "wait=1, respond-async", "slow", 202, {RA, "wait=1"}, 1.0),  # any order
+    # RFC 7240's syntax: a quoted value, a parameter, whitespace around "="
+    ("auto", f'{RA}; x=1, wait="1"', "slow", 202, {RA, "wait=1"}, 1.0),
+    ("async", "wait = 1; x=y", "fast", 201, {"wait=1"}, 0),
+    ("auto", f"{RA}x", "fast", 201, set(), 0),               # not respond-async
 ]
 
 
