@@ -5,7 +5,8 @@
 
 int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 {
-    static const ackd_route_t *const tables[] = {ackd_api_ops_routes, ackd_api_tasks_routes,
+    static const ackd_route_t *const tables[] = {ackd_api_ops_routes, ackd_api_problems_routes,
+                                                 ackd_api_tasks_routes,
                                                  ackd_api_workers_routes, ackd_api_queues_routes,
                                                  ackd_api_events_routes,
                                                  ackd_api_deliveries_routes};

@@ -31,6 +31,7 @@ void ackd_api_stop(ackd_api_t *api);
 
 /* Per-resource tables, registered by ackd_api_register. */
 extern const ackd_route_t ackd_api_ops_routes[];
+extern const ackd_route_t ackd_api_problems_routes[];
 extern const ackd_route_t ackd_api_debug_routes[];
 
 ackd_debug_t *ackd_debug_start(void);

@@ -79,6 +79,13 @@ static void on_claim(ackd_http_req_t *req, void *data)
                                   "this key may not claim from queue \"%s\"", name);
         return;
     }
+    if (q->upstream) { /* SPEC §1: a queue has one executor */
+        ackd_http_respond_problem(req, 409, "push-queue", "Queue is pushed to its upstream", NULL,
+                                  "queue \"%s\" is pushed to %s; workers claim from queues "
+                                  "without an upstream",
+                                  name, q->upstream);
+        return;
+    }
     json_t *body = api_body_object(req, 1);
     if (!body)
         return;
