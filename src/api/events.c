@@ -77,25 +77,35 @@ static void on_events_done(ackd_tq_op_t *op)
     ackd_http_defer_stream_end_free(op->data, release_op, op);
 }
 
-static int parse_last_event_id(const char *v)
+/* An event id (digits); -1 when v is not one. */
+static int parse_event_id(const char *v)
 {
     long n = 0;
-    if (!v)
-        return 0;
+    if (!*v)
+        return -1;
     for (; *v >= '0' && *v <= '9' && n < 1000000000; v++)
         n = n * 10 + (*v - '0');
-    return *v ? 0 : (int)n;
+    return *v ? -1 : (int)n;
 }
 
 static void on_task_events(ackd_http_req_t *req, void *data)
 {
+    /* Last-Event-ID is what a reconnecting EventSource sends back: one that
+     * is not ours replays from the start. ?after= is typed by people: a
+     * wrong one is said so. */
+    const char *last = ackd_http_req_header(req, "last-event-id");
+    int after = last ? parse_event_id(last) : 0;
+    if (after < 0)
+        after = 0;
+    const char *q = last ? NULL : ackd_http_req_query_param(req, "after");
+    if (q && (after = parse_event_id(q)) < 0) {
+        api_bad_field(req, "after", "an event id (the id: of an event)");
+        return;
+    }
     ackd_tq_op_t *op = api_task_op(req, data, ACKD_TQ_EVENTS, on_events_done);
     if (!op)
         return;
-    const char *last = ackd_http_req_header(req, "last-event-id");
-    if (!last)
-        last = ackd_http_req_query_param(req, "after");
-    op->after = parse_last_event_id(last);
+    op->after = after;
     op->wait_until = 1; /* a stream: keep watching until the task ends */
     op->base.wake = on_events_wake;
     api_start(req, op);

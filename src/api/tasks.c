@@ -337,6 +337,12 @@ static void on_get(ackd_http_req_t *req, void *data)
     int64_t wait = api_wait_ms(req, api->cfg->server.max_wait_ms, &from_prefer);
     if (wait < 0)
         return;
+    const char *h = ackd_http_req_query_param(req, "history");
+    int history = h && strcmp(h, "false") != 0 && strcmp(h, "0") != 0;
+    if (history && *h && strcmp(h, "true") != 0 && strcmp(h, "1") != 0) {
+        api_bad_field(req, "history", "true or false");
+        return;
+    }
     ackd_tq_op_t *op = api_task_op(req, api, ACKD_TQ_GET, on_got_done);
     if (!op)
         return;
@@ -344,8 +350,7 @@ static void on_get(ackd_http_req_t *req, void *data)
         op->wait_until = ackd_now_ms() + wait;
     if (from_prefer)
         op->retry_after_ms = wait > 0 ? wait : 1; /* echoed in Preference-Applied */
-    const char *h = ackd_http_req_query_param(req, "history");
-    op->with_attempts = h && strcmp(h, "false") != 0;
+    op->with_attempts = history;
     api_start(req, op);
 }
 

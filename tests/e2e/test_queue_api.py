@@ -395,6 +395,12 @@ def test_history_lists_the_attempts(api, q):
     assert h[0]["error"]["message"] == "first try broke"
     assert all(TIME_RE.match(a["ended_at"]) for a in h)
     assert "history" not in api.task(tid, history=False)
+    for on in ("true", "1", ""):
+        assert "history" in api.get(f"/v1/tasks/{tid}", params={"history": on}).json(), on
+    assert "history" not in api.get(f"/v1/tasks/{tid}", params={"history": "0"}).json()
+    p = problem(api.get(f"/v1/tasks/{tid}", params={"history": "yes please"}), 422,
+                "invalid-field")
+    assert p["field"] == "history"
 
 
 def test_long_poll_on_a_terminal_task_answers_at_once(api, q):

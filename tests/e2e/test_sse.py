@@ -200,6 +200,17 @@ def test_resume_after_the_end_with_last_event_id(server, api, q):
         assert [(e.id, e.type) for e in got] == [(e.id, e.type) for e in full if e.id > last], last
     with SseStream(server, tid, last_event_id=99) as s:
         assert s.rest(LIVE) == [] and s.ended
+    # ?after= does the same for clients that cannot set headers
+    with SseStream(server, path=f"/v1/tasks/{tid}/events?after=3") as s:
+        assert [e.id for e in s.rest(LIVE)] == [e.id for e in full if e.id > 3]
+    # a Last-Event-ID that is not one of ours replays from the start (an
+    # EventSource sends back what it was given); a wrong ?after= is a 422
+    with SseStream(server, tid, last_event_id="x7") as s:
+        assert [e.id for e in s.rest(LIVE)] == [e.id for e in full]
+    for bad in ("x", "-1", "3a", ""):
+        with SseStream(server, path=f"/v1/tasks/{tid}/events?after={bad}") as s:
+            assert s.resp.status == 422, (bad, s.resp)
+            assert s.resp.json()["field"] == "after"
 
 
 def test_resume_mid_stream_replays_the_rest_then_goes_live(server, api, q):
