@@ -131,6 +131,24 @@ static bool same_pattern(const char *a, const char *b)
     return *a == *b;
 }
 
+/* Paths ackd answers itself, now or in the releases planned (metrics, the
+ * dashboard, the OpenAPI document): a route there would be shadowed, or
+ * would break on an upgrade. Below /v1 only ackd's own collections are
+ * taken, so an API of one's own may still be versioned /v1/orders. Returns
+ * the taken prefix, or NULL. */
+static const char *reserved_prefix(const char *p, size_t n)
+{
+    static const char *const own[] = {"/v1/tasks", "/v1/queues", "/problems", "/healthz",
+                                      "/readyz",   "/metrics",   "/ui",       "/openapi.json",
+                                      "/debug"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        size_t k = strlen(own[i]);
+        if (n >= k && strncmp(p, own[i], k) == 0 && (n == k || p[k] == '/'))
+            return own[i];
+    }
+    return NULL;
+}
+
 static void declare_route(ackd_config_loader_t *ld, word_t method, word_t path)
 {
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
@@ -146,6 +164,16 @@ static void declare_route(ackd_config_loader_t *ld, word_t method, word_t path)
                             !m[0] ? "a method GET|POST|PUT|PATCH|DELETE"
                                   : "a path like /api/orders/{id} (segments of URL characters or "
                                     "a whole {param})");
+        enter(ld, ACKD_CONFIG_IN_SKIPPED, 0, 0);
+        return;
+    }
+    const char *own = reserved_prefix(path.p, path.n);
+    if (own) {
+        ackd_config_problem(ld,
+                            "%s:%d: [route %s %.*s]: %s is ackd's own (/v1/tasks, /v1/queues, "
+                            "/problems, /healthz, /readyz, /metrics, /ui, /openapi.json, /debug); "
+                            "put the route under another path",
+                            ld->name, ld->line, m, (int)path.n, path.p, own);
         enter(ld, ACKD_CONFIG_IN_SKIPPED, 0, 0);
         return;
     }

@@ -25,6 +25,11 @@ static int load(ackd_config_t *c, const char *text)
 }
 
 /* Loads text, expects exactly the one error message want. */
+#define OWN                                                                                      \
+    "is ackd's own (/v1/tasks, /v1/queues, /problems, /healthz, /readyz, /metrics, /ui, "         \
+    "/openapi.json, /debug); "                                                                     \
+    "put the route under another path"
+
 static int fails_with(const char *text, const char *want)
 {
     ackd_config_t c;
@@ -378,6 +383,30 @@ TEST(config_error_structure)
                      "A-Za-z0-9_.-"));
     CHECK(fails_with("[queue a]\n[route POST /x/{id}]\nqueue = a\n[route post /x/{other}]\n",
                      "ackd.conf:4: [route POST /x/{other}]: duplicate route (first on line 2)"));
+    CHECK(fails_with("[queue a]\n[route GET /v1/tasks]\nqueue = a\n",
+                     "ackd.conf:2: [route GET /v1/tasks]: /v1/tasks is ackd's own (/v1/tasks, "
+                     "/v1/queues, /problems, /healthz, /readyz, /metrics, /ui, /openapi.json, "
+                     "/debug); put the route under another path"));
+    static const char *const own[][2] = {
+        {"[route POST /problems/{x}]\n", "ackd.conf:1: [route POST /problems/{x}]: /problems "},
+        {"[route GET /metrics]\n", "ackd.conf:1: [route GET /metrics]: /metrics "},
+        {"[route PUT /ui]\n", "ackd.conf:1: [route PUT /ui]: /ui "},
+        {"[route GET /openapi.json]\n", "ackd.conf:1: [route GET /openapi.json]: /openapi.json "},
+        {"[route POST /v1/queues/{q}/tasks]\n", "ackd.conf:1: [route POST /v1/queues/{q}/tasks]: "
+                                                "/v1/queues "},
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        char want[512];
+        snprintf(want, sizeof want, "%s%s", own[i][1], OWN);
+        CHECK(fails_with(own[i][0], want));
+    }
+    /* only the whole first segment is ackd's */
+    ackd_config_t c;
+    CHECK(load(&c, "[queue a]\n[route GET /v1/orders]\nqueue = a\n[route GET /api/v1]\nqueue = a\n"
+                   "[route GET /uix]\nqueue = a\n[route GET /]\nqueue = a\n"
+                   "[route GET /v1/tasksx]\nqueue = a\n") == 0);
+    CHECK(c.nroutes == 5);
+    ackd_config_free(&c);
     CHECK(fails_with("[route FETCH /x]\n",
                      "ackd.conf:1: [route FETCH /x]: expected a method GET|POST|PUT|PATCH|DELETE"));
     CHECK(fails_with("[route GET x]\n",
