@@ -138,6 +138,11 @@ static ackd_http_response_t *lease_call_answer(ackd_tq_op_t *op)
         json_object_set_new(d, "cancel_requested", json_boolean(t->cancel_requested));
         return api_json_response(200, d);
     }
+    if (op->replayed) { /* the worker sent its call again: it changed nothing */
+        ackd_http_response_t *r = api_task_response(200, t);
+        ackd_http_response_header(r, "Idempotent-Replayed", "true");
+        return r;
+    }
     ACKD_LOG(ACKD_LOG_INFO, "task attempt ended", LOG_STR("task_id", t->id),
              LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
              LOG_STR("status", ackd_task_state_name(t->state)),

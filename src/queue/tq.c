@@ -135,6 +135,51 @@ static bool lease_holds(const ackd_tq_op_t *op, int64_t now)
            t->lease_expires_at > now;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A complete or fail whose lease does not hold. The same call again, from a
+ * worker that did not get the first answer (a timeout, a dropped
+ * connection), is answered as the first was and changes nothing: the
+ * attempt that lease ran ended that way, with that result or error. Anything
+ * else is the fencing 409. */
+static int lease_lost(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c)
+{
+    const ackd_task_t *t = &op->task;
+    if (t->state == ACKD_TASK_PROCESSING && strcmp(t->lease_id, op->lease_id) == 0)
+        return deny(op, ACKD_ECONFLICT, "the lease expired");
+    ackd_attempt_t *a = NULL;
+    int n = 0;
+    int rc = b->attempt_list(c, t->id, &a, &n);
+    if (rc)
+        return rc;
+    const char *detail = "the lease expired or was superseded";
+    for (int i = n - 1; i >= 0; i--) {
+        if (strcmp(a[i].lease_id, op->lease_id) != 0)
+            continue;
+        const char *o = a[i].outcome ? a[i].outcome : "";
+        bool again = op->kind == ACKD_TQ_COMPLETE
+                         ? strcmp(o, "completed") == 0 && t->state == ACKD_TASK_COMPLETED &&
+                               same_text(t->result, op->result ? op->result : "null")
+                         : (strcmp(o, "retry") == 0 || strcmp(o, "failed") == 0 ||
+                            strcmp(o, "canceled") == 0) &&
+                               same_text(a[i].error, op->error);
+        if (again)
+            op->replayed = true;
+        else if (strcmp(o, "lease_expired") == 0)
+            detail = "the lease expired";
+        else
+            detail = "this lease's attempt already ended otherwise";
+        break;
+    }
+    for (int i = 0; i < n; i++)
+        ackd_attempt_clear(&a[i]);
+    ackd_free(a);
+    return op->replayed ? 0 : deny(op, ACKD_ECONFLICT, detail);
+}
+
 static void wake_if_due(ackd_store_op_t *s, const ackd_task_t *t, int64_t now)
 {
     if (t->due_at <= now)
@@ -533,7 +578,7 @@ static int apply_complete(ackd_store_op_t *s, const ackd_store_backend_t *b, ack
     if (rc)
         return rc > 0 ? 0 : rc;
     if (!lease_holds(op, s->now))
-        return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+        return lease_lost(op, b, c);
     ackd_free(op->task.result);
     op->task.result = op->result ? ackd_strdup(op->result) : ackd_strdup("null");
     ackd_free(op->task.error);
@@ -570,7 +615,7 @@ static int apply_fail(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_st
     if (rc)
         return rc > 0 ? 0 : rc;
     if (!lease_holds(op, s->now))
-        return deny(op, ACKD_ECONFLICT, "the lease expired or was superseded");
+        return lease_lost(op, b, c);
     if (op->result) {
         ackd_free(op->task.result);
         op->task.result = ackd_strdup(op->result);

@@ -90,6 +90,8 @@ struct ackd_tq_op {
     char *result;              /* owned JSON; fail: the upstream's answer, kept on the task */
     char *error;               /* owned JSON */
     bool retry;
+    bool replayed;             /* complete/fail, output: the same call ended this lease's
+                                  attempt already; nothing changed, task is as it left it */
     signed char list_pass;     /* list, internal (in retry's padding): 1 - a listed task's
                                   outcome was answered before its commit: list again on the
                                   committer, after it; 2 - that second listing */

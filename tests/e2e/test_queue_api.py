@@ -771,18 +771,51 @@ def test_bad_heartbeat_is_422(api, q, body, field):
     assert p["field"] == field
 
 
-def test_complete_stores_the_result_and_a_second_complete_is_409(api, q):
+def test_complete_stores_the_result_and_another_complete_is_409(api, q):
     tid = api.submit_ok(q, 1)
     c = api.claim_one(q, wait=5)
     r = api.complete(tid, c["lease_id"], {"receipt": 1})
     assert r.status_code == 200, r.text
+    assert "Idempotent-Replayed" not in r.headers
     d = r.json()
     assert d["status"] == "completed" and d["result"] == {"receipt": 1} and d["error"] is None
     before = api.task(tid, history=True)
     p = problem(api.complete(tid, c["lease_id"], {"receipt": 2}), 409, "conflict")
-    assert p["task_id"] == tid
+    assert p["task_id"] == tid and "ended otherwise" in p["detail"]
     problem(api.fail(tid, c["lease_id"], "late"), 409)
     problem(api.heartbeat(tid, c["lease_id"]), 409)
+    assert api.task(tid, history=True) == before
+
+
+def test_a_worker_that_sends_its_complete_or_fail_again_gets_the_same_answer(api, q):
+    """The worker's first call committed but its answer was lost (a timeout,
+    a dropped connection): the same call again is answered 200 as the first
+    was, with Idempotent-Replayed, and changes nothing; it is not a 409 that
+    would tell the worker it lost the task."""
+    tid = api.submit_ok(q, 1, max_attempts=3)
+    c = api.claim_one(q, wait=5)
+    first = api.fail(tid, c["lease_id"], {"code": "busy"}, retry=True)
+    assert first.status_code == 200 and first.json()["status"] == "queued"
+    before = api.task(tid, history=True)
+    again = api.fail(tid, c["lease_id"], {"code": "busy"}, retry=True)
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["status"] == "queued" and again.json()["attempts"] == 1
+    assert api.task(tid, history=True) == before
+    # a fail with another error under that lease is not the same call
+    problem(api.fail(tid, c["lease_id"], {"code": "other"}, retry=True), 409, "conflict")
+
+    c2 = api.claim_one(q, wait=5)
+    assert c2["id"] == tid and c2["attempt"] == 2
+    r = api.complete(tid, c2["lease_id"], {"receipt": 7})
+    assert r.status_code == 200
+    before = api.task(tid, history=True)
+    for _ in range(2):
+        again = api.complete(tid, c2["lease_id"], {"receipt": 7})
+        assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == r.json()
+    assert api.task(tid, history=True) == before
+    # the first lease's fail, sent again now, still changes nothing
+    assert api.fail(tid, c["lease_id"], {"code": "busy"}, retry=True).status_code == 200
     assert api.task(tid, history=True) == before
 
 
