@@ -1,6 +1,10 @@
 /* queues.c - GET /v1/queues: each configured queue with its counts per
- * state and the age of its oldest queued task. */
+ * state and the age of its oldest queued task; GET /v1/queues/{queue}: one
+ * of them. */
+#include <string.h>
+
 #include "api/common.h"
+#include "base/alloc.h"
 #include "base/clock.h"
 
 static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
@@ -12,7 +16,9 @@ static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
     json_t *arr = json_array();
     for (size_t i = 0; i < cfg->nqueues; i++) {
         const ackd_queue_conf_t *q = &cfg->queues[i];
-        const ackd_queue_stats_t *s = &op->all_stats[i];
+        if (op->queue && strcmp(op->queue, q->name) != 0)
+            continue;
+        const ackd_queue_stats_t *s = op->queue ? &op->stats : &op->all_stats[i];
         json_t *counts = json_object();
         for (int st = 0; st <= ACKD_TASK_CANCELED; st++)
             json_object_set_new(counts, ackd_task_state_name(st), json_integer(s->counts[st]));
@@ -22,6 +28,11 @@ static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
                             s->oldest_queued_at ? json_integer(now - s->oldest_queued_at)
                                                 : json_null());
         json_array_append_new(arr, d);
+    }
+    if (op->queue) { /* one queue: its document alone */
+        json_t *one = json_incref(json_array_get(arr, 0));
+        json_decref(arr);
+        return api_json_response(200, one);
     }
     return api_json_response(200, json_pack("{s:o}", "queues", arr));
 }
@@ -34,8 +45,24 @@ static void on_queues(ackd_http_req_t *req, void *data)
     api_start(req, ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL));
 }
 
+static void on_queue(ackd_http_req_t *req, void *data)
+{
+    ackd_api_t *api = data;
+    const char *name = ackd_http_req_param(req, "queue");
+    if (!ackd_config_queue(api->cfg, name)) {
+        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", NULL,
+                                  "no queue named \"%s\" is configured", name);
+        return;
+    }
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL);
+    op->queue = ackd_strdup(name);
+    api_start(req, op);
+}
+
 const ackd_route_t ackd_api_queues_routes[] = {
     {.method = "GET", .pattern = "/v1/queues", .handler = on_queues,
+     .role = ACKD_ROLE_CLIENT | ACKD_ROLE_WORKER},
+    {.method = "GET", .pattern = "/v1/queues/{queue}", .handler = on_queue,
      .role = ACKD_ROLE_CLIENT | ACKD_ROLE_WORKER},
     {0},
 };

@@ -548,6 +548,14 @@ def test_queues_lists_every_queue_with_counts_and_oldest_age(api, q):
     assert info["counts"] == {"queued": 1, "processing": 1, "completed": 1, "failed": 1,
                               "canceled": 1}
     assert info["oldest_queued_age_ms"] >= 200
+    # one queue: its own document, the same as its entry in the list
+    one = api.get(f"/v1/queues/{q}")
+    assert one.status_code == 200
+    d = one.json()
+    assert d["name"] == q and d["counts"] == info["counts"] and d["executor"] == "pull"
+    assert d["oldest_queued_age_ms"] >= info["oldest_queued_age_ms"]
+    p = problem(api.get("/v1/queues/no-such-queue"), 404, "queue-not-found")
+    assert "no-such-queue" in p["detail"]
 
 
 # --------------------------------------------------------------------------
