@@ -179,6 +179,19 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
     return op;
 }
 
+const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api)
+{
+    const char *name = ackd_http_req_param(req, "queue");
+    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, name);
+    if (!q) {
+        json_t *extra = json_pack("{s:s}", "queue", name);
+        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", extra,
+                                  "no queue named \"%s\" is configured", name);
+        json_decref(extra);
+    }
+    return q;
+}
+
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected)
 {
     json_t *extra = json_pack("{s:s}", "field", field);

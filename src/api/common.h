@@ -60,6 +60,9 @@ void api_answer_later(ackd_tq_op_t *op, ackd_http_build_cb build);
 /* A new operation of `kind` on the request's task, seen with the caller's
  * tenant filter; NULL when the id is not one (404 answered). */
 ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_tq_cb cb);
+/* The configured queue the path's {queue} names; NULL when none (a 404
+ * problem answered). */
+const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
 /* The preferences of a Prefer header (RFC 7240) that ackd honours. A

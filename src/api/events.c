@@ -116,14 +116,11 @@ static void on_task_events(ackd_http_req_t *req, void *data)
 static void on_queue_events(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    const char *name = ackd_http_req_param(req, "queue");
-    if (!ackd_config_queue(api->cfg, name)) {
-        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", NULL,
-                                  "no queue named \"%s\" is configured", name);
+    const ackd_queue_conf_t *q = api_path_queue(req, api);
+    if (!q)
         return;
-    }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_QUEUE_EVENTS, on_events_done, NULL);
-    op->queue = ackd_strdup(name);
+    op->queue = ackd_strdup(q->name);
     op->flags = QUEUE_STREAM;
     op->wait_until = 1;
     op->base.wake = on_events_wake;

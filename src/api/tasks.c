@@ -192,23 +192,10 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
  * load the HTTP loop, not the committer, is what limits submits. */
 API_ANSWER_HERE(on_enqueued)
 
-static const ackd_queue_conf_t *find_queue(ackd_http_req_t *req, ackd_api_t *api)
-{
-    const char *name = ackd_http_req_param(req, "queue");
-    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, name);
-    if (!q) {
-        json_t *extra = json_pack("{s:s}", "queue", name);
-        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", extra,
-                                  "no queue named \"%s\" is configured", name);
-        json_decref(extra);
-    }
-    return q;
-}
-
 static void on_submit(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    const ackd_queue_conf_t *q = find_queue(req, api);
+    const ackd_queue_conf_t *q = api_path_queue(req, api);
     if (!q)
         return;
     char *payload_text;
@@ -244,7 +231,7 @@ static void on_submit(ackd_http_req_t *req, void *data)
 static void on_submit_batch(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
-    const ackd_queue_conf_t *q = find_queue(req, api);
+    const ackd_queue_conf_t *q = api_path_queue(req, api);
     if (!q)
         return;
     json_t *body = api_body_object(req, 0);

@@ -67,13 +67,10 @@ static int queue_allowed(const ackd_auth_t *a, const char *queue)
 static void on_claim(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = data;
-    const char *name = ackd_http_req_param(req, "queue");
-    const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, name);
-    if (!q) {
-        ackd_http_respond_problem(req, 404, "queue-not-found", "Queue not found", NULL,
-                                  "no queue named \"%s\" is configured", name);
+    const ackd_queue_conf_t *q = api_path_queue(req, api);
+    if (!q)
         return;
-    }
+    const char *name = q->name;
     if (!queue_allowed(api_auth(req), name)) {
         ackd_http_respond_problem(req, 403, "forbidden", "Forbidden", NULL,
                                   "this key may not claim from queue \"%s\"", name);
