@@ -103,8 +103,10 @@ static const problem_page_t pages[] = {
     {"conflict", 409, "Conflict",
      "The task is not in a state that allows this call (cancelling a finished task, redriving "
      "one that did not fail), or the lease is no longer the task's: it expired or another claim "
-     "took the task. Nothing was changed. A worker that gets this for its lease must drop the "
-     "task."},
+     "took the task, or the attempt it ran already ended another way. Nothing was changed. A "
+     "worker that gets this for its lease must drop the task. (The same <code>complete</code> or "
+     "<code>fail</code> sent again, after a lost answer, is not this: it is answered 200 with "
+     "<code>Idempotent-Replayed: true</code>.)"},
     {"result-not-ready", 409, "Result not ready",
      "The task has no result yet. Try again after the <code>Retry-After</code> seconds, or "
      "long-poll <code>GET /v1/tasks/{id}?wait=30</code>."},
