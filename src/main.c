@@ -213,12 +213,22 @@ static int serve(const ackd_config_t *cfg)
     return 0;
 }
 
+static bool is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *file = getenv("ACKD_CONFIG");
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
             file = argv[++i];
+        } else if (is_help(argv[i])) {
+            printf("usage: ackd serve [--config FILE]\n"
+                   "FILE defaults to $ACKD_CONFIG; with neither, the built-in defaults and "
+                   "the ACKD_* variables.\n");
+            return 0;
         } else {
             fprintf(stderr, "ackd serve: unknown argument \"%s\"\nusage: ackd serve [--config FILE]\n",
                     argv[i]);
@@ -236,6 +246,10 @@ static int cmd_serve(int argc, char **argv)
 
 static int cmd_config(int argc, char **argv)
 {
+    if (argc >= 1 && is_help(argv[argc - 1])) {
+        printf("usage: ackd config check FILE\n");
+        return 0;
+    }
     if (argc != 2 || strcmp(argv[0], "check") != 0) {
         fprintf(stderr, "usage: ackd config check FILE\n");
         return 2;
@@ -278,10 +292,12 @@ int main(int argc, char **argv)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (is_help(argv[1])) {
         usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+        return cmd_version(0, NULL);
     for (const command_t *c = commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0)
             return c->run(argc - 2, argv + 2);

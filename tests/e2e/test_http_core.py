@@ -587,3 +587,12 @@ def test_unknown_command_and_usage(run_ackd):
     assert run_ackd("serve", "--bogus").returncode == 2
     p = run_ackd("version")
     assert p.returncode == 0 and p.stdout.startswith("ackd ")
+    # the conventional spellings: --version, and --help / -h at each level, on stdout, exit 0
+    for args in (("--version",), ("-V",)):
+        q = run_ackd(*args)
+        assert q.returncode == 0 and q.stdout == p.stdout, args
+    for args, head in ((("--help",), "usage: ackd COMMAND"), (("-h",), "usage: ackd COMMAND"),
+                       (("serve", "--help"), "usage: ackd serve"),
+                       (("config", "check", "-h"), "usage: ackd config check")):
+        q = run_ackd(*args)
+        assert q.returncode == 0 and q.stdout.startswith(head), (args, q.stdout, q.stderr)
