@@ -13,8 +13,10 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/jscan.h"
 #include "base/jw.h"
 #include "base/log.h"
 #include "queue/retry.h"
@@ -544,9 +546,10 @@ static int finish(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_co
         event_data_t ev;
         ackd_jw_t *w = event_data(&ev, t, ackd_task_state_name(state));
         ackd_jw_int(w, "attempts", t->attempts);
-        if (state == ACKD_TASK_COMPLETED)
-            ackd_jw_raw(w, "result", t->result);
-        else
+        /* a result is stored once, on the task (up to max_result_size: it
+         * was twice the WAL and the file); the readers put it back into
+         * the event (event_results) */
+        if (state != ACKD_TASK_COMPLETED)
             ackd_jw_raw(w, "error", t->error);
         rc = add_event(op, b, c, t, terminal_event(state), &ev);
         if (rc == 0 && t->callback_url)
@@ -695,6 +698,40 @@ static int watch_task(ackd_tq_op_t *op)
     return 0;
 }
 
+/* A task.completed event's data does not store the result (finish): it is
+ * put back here, from the task, as the last member. An event stored
+ * before that was so has it already. */
+static void event_results(ackd_event_t *evs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ackd_event_t *e = &evs[i];
+        if (!e->result || !e->data)
+            continue;
+        size_t len = strlen(e->data);
+        ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS];
+        int nm = ACKD_JSCAN_MAX_MEMBERS;
+        bool has = false;
+        if (ackd_jscan_object(e->data, len, m, &nm)) {
+            for (int k = 0; k < nm; k++)
+                has |= m[k].key_len == 6 && memcmp(m[k].key, "result", 6) == 0;
+        } else {
+            json_t *old = json_loads(e->data, 0, NULL);
+            has = !old || json_object_get(old, "result") != NULL;
+            json_decref(old);
+        }
+        if (has || len < 2 || e->data[len - 1] != '}')
+            continue;
+        ackd_buf_t b;
+        ackd_buf_init(&b, 0);
+        ackd_buf_append(&b, e->data, len - 1);
+        ackd_buf_appendz(&b, len > 2 ? ",\"result\":" : "\"result\":");
+        ackd_buf_appendz(&b, e->result);
+        ackd_buf_appendc(&b, '}');
+        ackd_free(e->data);
+        e->data = ackd_buf_detach(&b, NULL);
+    }
+}
+
 /* A read, which for a long poll asks the store to watch the task. */
 static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
@@ -712,6 +749,8 @@ static int apply_get(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_sto
         add_running_attempt(op);
     if (rc == 0) /* and its events (progress among them); 1, task.queued, is the row itself */
         rc = b->event_list(c, op->id, 1, EVENTS_PAGE, &op->events, &op->nevents);
+    if (rc == 0)
+        event_results(op->events, op->nevents);
     return rc;
 }
 
@@ -790,6 +829,7 @@ static int apply_events(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
     rc = b->event_list(c, op->id, op->after > 1 ? op->after : 1, EVENTS_PAGE, &stored, &n);
     if (rc)
         return rc;
+    event_results(stored, n);
     int first = op->after < 1;
     op->events = ackd_calloc((size_t)n + 1, sizeof *op->events);
     if (first) {
@@ -841,6 +881,8 @@ static int apply_queue_events(ackd_store_op_t *s, const ackd_store_backend_t *b,
         rc = b->tasks_after(c, op->queue, op->after_task, EVENTS_PAGE, ids, created, &nt);
         if (rc == 0)
             rc = b->queue_events(c, op->queue, op->after_event, EVENTS_PAGE, &evs, &ne);
+        if (rc == 0)
+            event_results(evs, ne);
         op->events = ackd_calloc((size_t)(nt + ne) + 1, sizeof *op->events);
         for (int i = 0; i < nt; i++) {
             char data[160];

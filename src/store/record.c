@@ -62,7 +62,8 @@ void ackd_event_clear(ackd_event_t *e)
 {
     ackd_free(e->type);
     ackd_free(e->data);
-    e->type = e->data = NULL;
+    ackd_free(e->result);
+    e->type = e->data = e->result = NULL;
 }
 
 void ackd_delivery_clear(ackd_delivery_t *d)

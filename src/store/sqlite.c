@@ -211,14 +211,20 @@ static const char *const sql[S_COUNT] = {
     [S_IDEM_INSERT] = "INSERT OR REPLACE INTO idempotency (tenant, scope, key, fingerprint,"
                       " task_id, expires_at) VALUES (?,?,?,?,?,?)",
     [S_EV_INSERT] = "INSERT INTO events (task_id, seq, queue, type, at, data) VALUES (?,?,?,?,?,?)",
-    [S_EV_QUEUE] = "SELECT id, task_id, seq, type, at, data FROM events WHERE queue = ? AND id > ?"
-                   " ORDER BY id LIMIT ?",
+    /* a completed task's result is stored once, on the task: the events
+     * that report it take it from there */
+    [S_EV_QUEUE] = "SELECT e.id, e.task_id, e.seq, e.type, e.at, e.data,"
+                   " CASE WHEN e.type = 'task.completed' THEN t.result END"
+                   " FROM events e LEFT JOIN tasks t ON t.id = e.task_id"
+                   " WHERE e.queue = ? AND e.id > ? ORDER BY e.id LIMIT ?",
     [S_EV_QUEUE_LAST] = "SELECT MAX(id) FROM events",
     [S_TASKS_AFTER] = "SELECT id, created_at FROM tasks WHERE queue = ? AND id > ? ORDER BY id"
                       " LIMIT ?",
     [S_TASKS_LAST] = "SELECT MAX(id) FROM tasks WHERE queue = ?",
-    [S_EV_LIST] = "SELECT seq, type, at, data FROM events WHERE task_id = ? AND seq > ?"
-                  " ORDER BY seq LIMIT ?",
+    [S_EV_LIST] = "SELECT e.seq, e.type, e.at, e.data,"
+                  " CASE WHEN e.type = 'task.completed' THEN t.result END"
+                  " FROM events e LEFT JOIN tasks t ON t.id = e.task_id"
+                  " WHERE e.task_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE task_id = ?",
     [S_PURGE_TRIES] = "DELETE FROM delivery_tries WHERE delivery_id IN"
                       " (SELECT id FROM deliveries WHERE task_id = ?)",
@@ -1301,6 +1307,7 @@ static int sq_queue_events(ackd_store_conn_t *c, const char *queue, int64_t afte
         e->type = col_text(s, 3);
         e->at = sqlite3_column_int64(s, 4);
         e->data = col_text(s, 5);
+        e->result = col_text(s, 6);
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : fail(c, "queue events");
@@ -1363,6 +1370,7 @@ static int sq_event_list(ackd_store_conn_t *c, const char *task_id, int after, i
         e->type = col_text(s, 1);
         e->at = sqlite3_column_int64(s, 2);
         e->data = col_text(s, 3);
+        e->result = col_text(s, 4);
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : fail(c, "event list");

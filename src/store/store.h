@@ -92,6 +92,9 @@ typedef struct {
     char *type;                /* "task.processing", "task.progress", ... */
     int64_t at;
     char *data;                /* JSON */
+    char *result;              /* event_list, queue_events: for task.completed, the task's
+                                  result (JSON), which data does not repeat (events
+                                  stored before it was so still do); NULL otherwise */
 } ackd_event_t;
 
 /* A webhook message and the obligation to deliver it. */

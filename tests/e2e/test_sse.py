@@ -19,6 +19,8 @@ GET /v1/tasks/{id}/events.
 One server serves the module; each case has its own queue."""
 
 import concurrent.futures
+import json
+import sqlite3
 import threading
 import time
 
@@ -368,6 +370,7 @@ def test_queue_event_stream(server, api, q):
         mine = [e for e in [ev] + got if e.data.get("task_id") == tid]
         assert [e.type for e in mine] == ["task.queued", "task.processing", "task.progress",
                                           "task.completed"], mine
+        assert mine[-1].data["result"] == "ok"        # from the task: the event stores none
         assert all(e.data.get("task_id") in (tid, before) for e in [ev] + got), got
         assert not any(e.data.get("task_id") == noise for e in s.events)
         assert all(e.data.get("status") for e in s.events), s.events
@@ -375,3 +378,46 @@ def test_queue_event_stream(server, api, q):
     api.cancel(noise)
     with SseStream(server, path="/v1/queues/no-such-queue/events") as s:
         assert_problem(s.resp, 404)
+
+
+def test_a_result_is_stored_once_and_every_reader_shows_it_once(start_ackd):
+    """A completed task's result lives on the task alone (it was also in its
+    task.completed event: twice the bytes for results up to max_result_size).
+    The task's stream, its history and a stream stored the old way (result
+    in the event) all show it once."""
+    srv = start_ackd(queue_config({"q": {}}))
+    big = {"blob": "x" * 50000}
+    with Api(srv) as api:
+        tid = api.submit_ok("q", 1)
+        c = api.claim_one("q", wait=5)
+        assert api.complete(tid, c["lease_id"], big).status_code == 200
+        db = sqlite3.connect(f"file:{srv.data_dir / 'ackd.db'}?mode=ro", uri=True)
+        try:
+            (data,) = db.execute("SELECT data FROM events WHERE task_id = ? AND"
+                                 " type = 'task.completed'", (tid,)).fetchone()
+            (stored,) = db.execute("SELECT result FROM tasks WHERE id = ?", (tid,)).fetchone()
+        finally:
+            db.close()
+        assert "result" not in json.loads(data) and len(data) < 300, data
+        assert json.loads(stored) == big
+
+        def shown():
+            with SseStream(srv, tid) as s:
+                done = s.rest(LIVE)[-1]
+            assert done.type == "task.completed" and done.data["result"] == big
+            assert done.raw.count(big["blob"]) == 1
+            hist = api.get(f"/v1/tasks/{tid}", params={"history": "true"})
+            (ev,) = [e for e in hist.json()["events"] if e["type"] == "task.completed"]
+            assert ev["data"]["result"] == big
+            assert hist.text.count(big["blob"]) == 2     # the task's own, and the event's
+        shown()
+    # an event written before: its data carries the result already
+    srv.stop()
+    db = sqlite3.connect(srv.data_dir / "ackd.db")
+    with db:
+        db.execute("UPDATE events SET data = json_set(data, '$.result', json(?))"
+                   " WHERE task_id = ? AND type = 'task.completed'", (json.dumps(big), tid))
+    db.close()
+    srv.start()
+    with Api(srv) as api:
+        shown()
