@@ -93,12 +93,14 @@ static void on_task_events(ackd_http_req_t *req, void *data)
     /* Last-Event-ID is what a reconnecting EventSource sends back: one that
      * is not ours replays from the start. ?after= is typed by people: a
      * wrong one is said so. */
+    int after = 0;
     const char *last = ackd_http_req_header(req, "last-event-id");
-    int after = last ? parse_event_id(last) : 0;
-    if (after < 0)
-        after = 0;
-    const char *q = last ? NULL : ackd_http_req_query_param(req, "after");
-    if (q && (after = parse_event_id(q)) < 0) {
+    const char *q = ackd_http_req_query_param(req, "after");
+    if (last) {
+        after = parse_event_id(last);
+        if (after < 0)
+            after = 0;
+    } else if (q && (after = parse_event_id(q)) < 0) {
         api_bad_field(req, "after", "an event id (the id: of an event)");
         return;
     }

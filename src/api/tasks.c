@@ -317,6 +317,17 @@ static ackd_http_response_t *on_got(ackd_tq_op_t *op)
 
 API_ANSWER(on_got)
 
+/* ?history: absent, false or 0: off; true, 1 or bare (?history): on; -1
+ * for anything else. */
+static int history_param(const char *h)
+{
+    if (!h || strcmp(h, "false") == 0 || strcmp(h, "0") == 0)
+        return 0;
+    if (!*h || strcmp(h, "true") == 0 || strcmp(h, "1") == 0)
+        return 1;
+    return -1;
+}
+
 static void on_get(ackd_http_req_t *req, void *data)
 {
     ackd_api_t *api = api_of(data);
@@ -324,9 +335,8 @@ static void on_get(ackd_http_req_t *req, void *data)
     int64_t wait = api_wait_ms(req, api->cfg->server.max_wait_ms, &from_prefer);
     if (wait < 0)
         return;
-    const char *h = ackd_http_req_query_param(req, "history");
-    int history = h && strcmp(h, "false") != 0 && strcmp(h, "0") != 0;
-    if (history && *h && strcmp(h, "true") != 0 && strcmp(h, "1") != 0) {
+    int history = history_param(ackd_http_req_query_param(req, "history"));
+    if (history < 0) {
         api_bad_field(req, "history", "true or false");
         return;
     }
