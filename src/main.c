@@ -129,6 +129,7 @@ static ackd_http_limits_t limits_from(const ackd_server_conf_t *s)
         .max_requests_per_connection = (uint32_t)s->max_requests_per_connection,
         .shutdown_grace_ms = (uint64_t)s->shutdown_grace_ms,
         .access_log = s->access_log,
+        .single_fields = ackd_api_single_fields,
     };
 }
 

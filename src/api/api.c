@@ -3,6 +3,11 @@
 #include "api/common.h"
 #include "base/alloc.h"
 
+const char *const ackd_api_single_fields[] = {
+    "authorization", "content-type", "idempotency-key", "callback-url",
+    "x-request-id", "traceparent", "last-event-id", NULL,
+};
+
 int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
 {
     static const ackd_route_t *const tables[] = {ackd_api_ops_routes, ackd_api_problems_routes,

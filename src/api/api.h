@@ -29,6 +29,11 @@ int ackd_api_register(ackd_router_t *router, ackd_api_t *api);
 /* Stops what the API started (threads of the debug endpoints). */
 void ackd_api_stop(ackd_api_t *api);
 
+/* The request fields the API reads as one value (ackd_http_limits_t's
+ * single_fields): the same field twice with different values is a 400, not
+ * a guess at which one counts. */
+extern const char *const ackd_api_single_fields[];
+
 /* Per-resource tables, registered by ackd_api_register. */
 extern const ackd_route_t ackd_api_ops_routes[];
 extern const ackd_route_t ackd_api_problems_routes[];

@@ -236,23 +236,29 @@ static void prefer_one(const char *h, size_t n, api_prefer_t *out)
     }
     while (i < n && (h[i] == ' ' || h[i] == '\t'))
         i++;
-    if (digits == 0 || (i < n && h[i] != ';'))
+    if (digits == 0 || (i < n && h[i] != ';') || out->wait_ms >= 0)
         return;
     out->wait_ms = secs * 1000;
 }
 
+/* Every Prefer field, in order (a list field: RFC 7240 §2 allows several);
+ * a preference given twice counts the first time. */
 void api_prefer(ackd_http_req_t *req, api_prefer_t *out)
 {
     out->respond_async = 0;
     out->wait_ms = -1;
-    const char *h = ackd_http_req_header(req, "prefer");
-    while (h && *h) {
-        while (*h == ' ' || *h == '\t' || *h == ',')
-            h++;
-        size_t n = strcspn(h, ",");
-        if (n)
-            prefer_one(h, n, out);
-        h += n;
+    const char *name, *h;
+    for (size_t f = 0; ackd_http_req_header_at(req, f, &name, &h) == 0; f++) {
+        if (strcasecmp(name, "prefer") != 0)
+            continue;
+        while (*h) {
+            while (*h == ' ' || *h == '\t' || *h == ',')
+                h++;
+            size_t n = strcspn(h, ",");
+            if (n)
+                prefer_one(h, n, out);
+            h += n;
+        }
     }
 }
 

@@ -127,6 +127,26 @@ static int on_url_complete(llhttp_t *p)
     ackd_http_conn_t *c = conn_of(p);
     ackd_http_req_t *req = c->req;
     req->target = ackd_arena_strndup(&req->arena, c->value.data ? c->value.data : "", c->value.len);
+    ackd_buf_reset(&c->value);
+    /* the absolute form (RFC 9112 §3.2.2: a server MUST accept it): what
+     * follows the authority is the path; nothing follows: "/" */
+    char *t = req->target;
+    if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+        t += t[4] == ':' ? 7 : 8;
+        t += strcspn(t, "/?");
+        if (*t == '/') {
+            req->target = t;
+        } else { /* "" or "?query" */
+            size_t n = strlen(t);
+            req->target = ackd_arena_alloc(&req->arena, n + 2);
+            req->target[0] = '/';
+            memcpy(req->target + 1, t, n + 1);
+        }
+    }
+    bool asterisk = req->target[0] == '*' && !req->target[1] &&
+                    (p->method == HTTP_OPTIONS || p->method == HTTP_PRI); /* PRI: HTTP/2, a 505 */
+    if (req->target[0] != '/' && !asterisk)
+        return fail_with(c, 400, "the request target must be a path, like /v1/tasks");
     char *q = strchr(req->target, '?');
     if (q) {
         req->path = ackd_arena_strndup(&req->arena, req->target, (size_t)(q - req->target));
@@ -135,7 +155,6 @@ static int on_url_complete(llhttp_t *p)
         req->path = req->target;
         req->query = "";
     }
-    ackd_buf_reset(&c->value);
     return 0;
 }
 
@@ -258,6 +277,31 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* A field named in limits.single_fields, repeated with another value. */
+static int check_single_fields(ackd_http_conn_t *c, ackd_http_req_t *req)
+{
+    const char *const *single = c->srv->limits.single_fields;
+    if (!single)
+        return 0;
+    for (size_t i = 1; i < req->nheaders; i++) {
+        const header_t *h = &req->headers[i];
+        for (size_t j = 0; j < i; j++) {
+            const header_t *e = &req->headers[j];
+            if (strcasecmp(h->name, e->name) != 0 || strcmp(h->value, e->value) == 0)
+                continue;
+            for (const char *const *s = single; *s; s++)
+                if (strcasecmp(*s, h->name) == 0) {
+                    char msg[160];
+                    snprintf(msg, sizeof msg, "the request has two %.64s fields with different values",
+                             h->name);
+                    return fail_with(c, 400, ackd_arena_strndup(&req->arena, msg, strlen(msg)));
+                }
+            break;
+        }
+    }
+    return 0;
+}
+
 static int check_framing(ackd_http_conn_t *c, ackd_http_req_t *req)
 {
     if (req->n_host > 1)
@@ -276,7 +320,7 @@ static int check_framing(ackd_http_conn_t *c, ackd_http_req_t *req)
         if (req->te_other)
             return fail_with(c, 501, "the only transfer coding the server accepts is chunked");
     }
-    return 0;
+    return check_single_fields(c, req);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -449,6 +493,9 @@ static void parse_error(ackd_http_conn_t *c, enum llhttp_errno err)
          * value complete), so the recorded status is what counts */
         status = c->error_status;
         detail = c->error_detail;
+    } else if (err == HPE_PAUSED_H2_UPGRADE) { /* "PRI * HTTP/2.0": prior knowledge */
+        status = 505;
+        detail = "this server speaks HTTP/1.1 and HTTP/1.0, not HTTP/2";
     } else if (err == HPE_INVALID_METHOD) {
         status = 501;
         detail = "the request method is not one the server knows";

@@ -43,6 +43,11 @@ typedef struct {
     uint32_t max_requests_per_connection;
     uint64_t shutdown_grace_ms;   /* after ackd_http_server_shutdown */
     int access_log;               /* one info line per answered request */
+    /* Field names (lower case, NULL-terminated; borrowed) that a request may
+     * carry once: the same field again with another value is a 400, so no
+     * two readers can take different values. Host and Content-Length are
+     * always checked. NULL: none. */
+    const char *const *single_fields;
 } ackd_http_limits_t;
 
 extern const ackd_http_limits_t ackd_http_limits_default;

@@ -46,7 +46,7 @@ struct ackd_http_req {
     ackd_http_conn_t *conn;      /* NULL once the connection is gone */
     ackd_arena_t arena;
     const char *method;
-    char *target;                /* as sent */
+    char *target;                /* as sent, the absolute form made a path */
     char *path;                  /* target up to '?' */
     char *query;                 /* after '?', "" when none */
     int http_minor;              /* 0 or 1 */

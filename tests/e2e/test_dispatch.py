@@ -19,6 +19,7 @@ One server and one fake upstream serve the module; each case has queues or
 paths of its own."""
 
 import email.utils
+import http
 import json
 import os
 import signal
@@ -157,17 +158,21 @@ def test_retryable_statuses_are_retried(server, up, status):
     assert [c.status for c in up.calls(path)] == [status, 200]
 
 
-@pytest.mark.parametrize("status", [200, 201, 202, 204, 301, 304])
+@pytest.mark.parametrize("status", [200, 201, 202, 203, 204, 301, 302, 303, 304, 307, 308])
 def test_2xx_and_3xx_complete(server, up, api, status):
+    """A redirect is the backend's answer (POST then 303 See Other, a report
+    at a signed URL): the task completed, and the client follows it."""
     path = f"/o/{unique(f's{status}')}"
     body = b"" if status in (204, 304) else b'{"s":%d}' % status
-    up.on(path, answer(status, body, {"Location": "/elsewhere"} if status == 301 else None,
+    redirect = status in (301, 302, 303, 307, 308)
+    up.on(path, answer(status, body, {"Location": "/elsewhere"} if redirect else None,
                        content_type="application/json" if body else None))
     r, _ = post(server, path, {"s": status})
     assert r.status_code == status, r.text       # redirects are not followed
+    assert r.reason == http.HTTPStatus(status).phrase  # not "Client Error" for a 301
     if body:
         assert r.content == body
-    if status == 301:
+    if redirect:
         assert r.headers["Location"] == "/elsewhere"
     assert len(up.calls(path)) == 1
     assert api.task(r.headers["Task-Id"])["status"] == "completed"

@@ -114,6 +114,20 @@ MALFORMED = [
     case("request-line-extra-space", b"GET  /healthz HTTP/1.1\r\n" + HOST + b"\r\n"),
     case("request-line-no-version", b"GET /healthz\r\n" + HOST + b"\r\n", (400, 505)),
     case("field-without-colon", GET + b"X-A 1\r\n\r\n"),
+    # HTTP/2 with prior knowledge: its preface is answered, not misread
+    case("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    # a target that is not a path (only OPTIONS may ask about "*")
+    case("asterisk-target-get", b"GET * HTTP/1.1\r\n" + HOST + b"\r\n"),
+    # a field the API reads as one value, twice with different values: no
+    # guess at which one counts (the key that dedupes, the tenant's key, the
+    # body's type, the trace)
+    case("two-idempotency-keys", GET + b"Idempotency-Key: a\r\nIdempotency-Key: b\r\n\r\n"),
+    case("two-authorizations", GET + b"Authorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n"),
+    case("two-content-types", ECHO + b"Content-Type: application/json\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 2\r\n\r\n{}"),
+    case("two-callback-urls", GET + b"Callback-URL: http://a/\r\nCallback-URL: http://b/\r\n\r\n"),
+    case("two-traceparents", GET + b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+         b"traceparent: 00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n"),
     case("field-empty-name", GET + b": 1\r\n\r\n"),
 ]
 
@@ -143,6 +157,16 @@ WELL_FORMED = [
     pytest.param(GET + b"X-A:\r\n\r\n", 200, None, False, id="empty-value"),
     pytest.param(GET + b"X-A: caf\xc3\xa9\r\n\r\n", 200, None, False, id="obs-text-in-value"),
     pytest.param(b"GET /healthz?x=1 HTTP/1.1\r\n" + HOST + b"\r\n", 200, None, False, id="query"),
+    # the absolute form (RFC 9112 §3.2.2: a server MUST accept it)
+    pytest.param(b"GET http://127.0.0.1/healthz HTTP/1.1\r\n" + HOST + b"\r\n", 200, b'{"status":"ok"}',
+                 False, id="absolute-form"),
+    pytest.param(b"GET HTTPS://Example.COM:8443/healthz?x=1 HTTP/1.1\r\n" + HOST + b"\r\n", 200,
+                 b'{"status":"ok"}', False, id="absolute-form-https-port-query"),
+    # the same value twice is one value; list fields (Prefer) may repeat
+    pytest.param(GET + b"Idempotency-Key: a\r\nIdempotency-Key: a\r\n\r\n", 200, None, False,
+                 id="single-field-repeated-same"),
+    pytest.param(GET + b"Prefer: wait=1\r\nPrefer: respond-async\r\n\r\n", 200, None, False,
+                 id="prefer-twice"),
 ]
 
 

@@ -238,6 +238,33 @@ def test_mode_prefer_table(matrix, case):
         assert secs < min(SLOW_DELAY, wait or SLOW_DELAY) + LATE
 
 
+@pytest.mark.parametrize("fields,applied,wait", [
+    (["respond-async", "wait=1"], {"respond-async", "wait=1"}, 1.0),   # read together
+    (["wait=1", "wait=4"], {"wait=1"}, 1.0),                           # the first one counts
+], ids=["async-then-wait", "wait-twice"])
+def test_several_prefer_fields_are_one_list(server, fields, applied, wait):
+    """Prefer is a list field (RFC 7240 §2): a client or proxy may send it as
+    several field lines, read as one list in which a repeated preference
+    counts the first time."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30 * SLOW)
+    c.putrequest("POST", "/m/auto/slow")
+    c.putheader("Content-Type", "application/json")
+    for f in fields:
+        c.putheader("Prefer", f)
+    body = b'{"case":"prefer-fields"}'
+    c.putheader("Content-Length", str(len(body)))
+    t0 = time.monotonic()
+    c.endheaders(body)
+    r = c.getresponse()
+    secs = time.monotonic() - t0
+    r.read()
+    c.close()
+    assert r.status == 202
+    assert tokens(r.getheader("Preference-Applied")) == applied
+    assert wait - 0.05 <= secs <= wait + LATE, secs
+
+
 def test_after_202_the_result_comes_later(matrix, api):
     """A 202 (or a 504): the task goes on; /result says "not ready" with
     Retry-After while it runs, then replays the upstream's answer."""
