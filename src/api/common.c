@@ -200,6 +200,31 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
     json_decref(extra);
 }
 
+int api_known_members(ackd_http_req_t *req, json_t *obj, const char *const *known,
+                      const char *prefix)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i] && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (ok)
+            continue;
+        char field[96], expected[256];
+        snprintf(field, sizeof field, "%s%s", prefix, key);
+        size_t n = (size_t)snprintf(expected, sizeof expected, "a known field (");
+        for (int i = 0; known[i] && n < sizeof expected; i++)
+            n += (size_t)snprintf(expected + n, sizeof expected - n, "%s%s", i ? ", " : "", known[i]);
+        if (n < sizeof expected)
+            snprintf(expected + n, sizeof expected - n, ")");
+        api_bad_field(req, field, expected);
+        return -1;
+    }
+    return 0;
+}
+
 /* One preference of a Prefer header: name [= value] *( ";" parameter ). */
 static void prefer_one(const char *h, size_t n, api_prefer_t *out)
 {

@@ -65,6 +65,11 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
 const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
+/* Every member of obj must be one of known (NULL-terminated): else a 422
+ * naming the first other one (prefix + name) and listing the known ones,
+ * and -1. A misspelt field is refused, not ignored. */
+int api_known_members(ackd_http_req_t *req, json_t *obj, const char *const *known,
+                      const char *prefix);
 /* The preferences of a Prefer header (RFC 7240) that ackd honours. A
  * preference it cannot read is ignored, as the RFC asks. */
 typedef struct {

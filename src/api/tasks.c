@@ -37,22 +37,12 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
 {
     static const char *const known[] = {"payload", "delay", "run_at", "priority", "max_attempts",
                                         "timeout", "callback_url", "idempotency_key", NULL};
-    char field[96];
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        int ok = 0;
-        for (int i = 0; known[i]; i++)
-            ok |= strcmp(key, known[i]) == 0;
-        if (!ok) {
-            ackd_free(payload_text);
-            snprintf(field, sizeof field, "%s%s", prefix, key);
-            api_bad_field(req, field, "a known field (payload, delay, run_at, priority, "
-                                      "max_attempts, timeout, callback_url)");
-            return -1;
-        }
+    if (api_known_members(req, obj, known, prefix) != 0) {
+        ackd_free(payload_text);
+        return -1;
     }
+    char field[96];
+    json_t *v;
     ackd_task_t *t = &it->task;
     ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
     if (payload_text) {
@@ -237,6 +227,11 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
+    static const char *const known[] = {"tasks", NULL};
+    if (api_known_members(req, body, known, "") != 0) {
+        json_decref(body);
+        return;
+    }
     json_t *arr = json_object_get(body, "tasks");
     if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_BATCH) {
         json_decref(body);

@@ -86,6 +86,11 @@ static void on_claim(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 1);
     if (!body)
         return;
+    static const char *const known[] = {"max", "wait", "lease", NULL};
+    if (api_known_members(req, body, known, "") != 0) {
+        json_decref(body);
+        return;
+    }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_CLAIM, on_claimed_done, NULL);
     op->queue = ackd_strdup(name);
     op->max = 1;
@@ -152,7 +157,7 @@ API_ANSWER(lease_call_answer)
 /* bulky: a member whose text the call stores as it is (complete's result),
  * handed back in *bulky_text (see api_body_object_with); NULL for none. */
 static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, json_t **body,
-                              const char *bulky, char **bulky_text)
+                              const char *const *known, const char *bulky, char **bulky_text)
 {
     const char *id = api_task_id(req);
     if (bulky_text)
@@ -163,13 +168,15 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
     if (!*body)
         return NULL;
     json_t *lease = json_object_get(*body, "lease_id");
-    if (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
+    int known_ok = api_known_members(req, *body, known, "") == 0;
+    if (known_ok && (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX))
+        api_bad_field(req, "lease_id", "the lease_id the claim returned");
+    if (!known_ok || !json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
         if (bulky_text) {
             ackd_free(*bulky_text);
             *bulky_text = NULL;
         }
         json_decref(*body);
-        api_bad_field(req, "lease_id", "the lease_id the claim returned");
         return NULL;
     }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, kind, lease_call_answer_done, NULL);
@@ -214,7 +221,8 @@ static const char *read_progress(json_t *body, ackd_tq_op_t *op, const char **ex
 static void on_heartbeat(ackd_http_req_t *req, void *data)
 {
     json_t *body;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_HEARTBEAT, &body, NULL, NULL);
+    static const char *const known[] = {"lease_id", "lease", "progress", "message", NULL};
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_HEARTBEAT, &body, known, NULL, NULL);
     if (!op)
         return;
     json_t *v;
@@ -241,7 +249,9 @@ static void on_complete(ackd_http_req_t *req, void *data)
 {
     json_t *body;
     char *result_text;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_COMPLETE, &body, "result", &result_text);
+    static const char *const known[] = {"lease_id", "result", "response", NULL};
+    ackd_tq_op_t *op =
+        lease_op(req, data, ACKD_TQ_COMPLETE, &body, known, "result", &result_text);
     if (!op)
         return;
     json_t *v = json_object_get(body, "response");
@@ -272,7 +282,8 @@ static void on_complete(ackd_http_req_t *req, void *data)
 static void on_fail(ackd_http_req_t *req, void *data)
 {
     json_t *body;
-    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_FAIL, &body, NULL, NULL);
+    static const char *const known[] = {"lease_id", "error", "retry", "retry_after", NULL};
+    ackd_tq_op_t *op = lease_op(req, data, ACKD_TQ_FAIL, &body, known, NULL, NULL);
     if (!op)
         return;
     op->retry = true;
@@ -339,6 +350,11 @@ static void on_progress(ackd_http_req_t *req, void *data)
     json_t *body = api_body_object(req, 0);
     if (!body)
         return;
+    static const char *const known[] = {"progress", "message", NULL};
+    if (api_known_members(req, body, known, "") != 0) {
+        json_decref(body);
+        return;
+    }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_PROGRESS, on_progress_recorded_done, NULL);
     snprintf(op->id, sizeof op->id, "%s", id);
     snprintf(op->token, sizeof op->token, "%s", token);

@@ -116,6 +116,24 @@ static bool route_path_ok(const char *p, size_t n)
     return true;
 }
 
+/* The first {param} name that appears twice in a valid pattern (its length
+ * in *len, the braces included), or NULL: a handler could read only one. */
+static const char *repeated_param(const char *p, size_t n, size_t *len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '{')
+            continue;
+        size_t a = strcspn(p + i, "}") + 1;
+        for (size_t j = i + a; j < n; j++)
+            if (p[j] == '{' && j + a <= n && memcmp(p + i, p + j, a) == 0) {
+                *len = a;
+                return p + i;
+            }
+        i += a - 1;
+    }
+    return NULL;
+}
+
 /* Same pattern: equal but for the names of {params}. */
 static bool same_pattern(const char *a, const char *b)
 {
@@ -164,6 +182,14 @@ static void declare_route(ackd_config_loader_t *ld, word_t method, word_t path)
                             !m[0] ? "a method GET|POST|PUT|PATCH|DELETE"
                                   : "a path like /api/orders/{id} (segments of URL characters or "
                                     "a whole {param})");
+        enter(ld, ACKD_CONFIG_IN_SKIPPED, 0, 0);
+        return;
+    }
+    size_t plen;
+    const char *twice = repeated_param(path.p, path.n, &plen);
+    if (twice) {
+        ackd_config_problem(ld, "%s:%d: [route %s %.*s]: the parameter %.*s appears twice",
+                            ld->name, ld->line, m, (int)path.n, path.p, (int)plen, twice);
         enter(ld, ACKD_CONFIG_IN_SKIPPED, 0, 0);
         return;
     }

@@ -361,6 +361,8 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
     call->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+    call->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)q->connect_timeout_ms);
@@ -436,7 +438,10 @@ void ackd_call_outcome(ackd_call_t *call, CURLcode rc, ackd_outcome_t *out)
     }
     if (rc != CURLE_OK) {
         out->retry = true;
-        out->error = error_json(curl_easy_strerror(rc), 0);
+        char msg[CURL_ERROR_SIZE + 96];
+        out->error = error_json(ackd_http_client_error(rc, call->errbuf, "the upstream", msg,
+                                                       sizeof msg),
+                                0);
         return;
     }
     out->result = answer_json(call, (int)status);

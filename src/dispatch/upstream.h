@@ -22,6 +22,7 @@ typedef struct ackd_call {
     char *body;                  /* request body, kept alive for curl */
     size_t body_len;
     ackd_buf_t answer;           /* capped at max_result_size */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's words for a failed call */
     bool too_large;
     char *content_type;
     json_t *answer_headers;      /* kept answer headers, lower-case names */

@@ -274,3 +274,29 @@ int64_t ackd_http_retry_after_ms(const char *v)
         return 0;
     return (when - now < 86400 ? (int64_t)(when - now) : 86400) * 1000;
 }
+
+const char *ackd_http_client_error(CURLcode rc, const char *errbuf, const char *peer, char *buf,
+                                   size_t n)
+{
+    const char *pre = "the call to ", *post = " failed";
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT: pre = "could not connect to ", post = ""; break;
+    case CURLE_COULDNT_RESOLVE_HOST: pre = "could not resolve the host name of ", post = ""; break;
+    case CURLE_OPERATION_TIMEDOUT: pre = "", post = " did not answer in time"; break;
+    case CURLE_GOT_NOTHING: pre = "", post = " closed the connection without answering"; break;
+    case CURLE_PARTIAL_FILE:
+        pre = "", post = " closed the connection before its answer was complete";
+        break;
+    case CURLE_SEND_ERROR: pre = "the connection to ", post = " broke while sending"; break;
+    case CURLE_RECV_ERROR: pre = "the connection to ", post = " broke while receiving"; break;
+    case CURLE_UNSUPPORTED_PROTOCOL: /* "Received HTTP/0.9 when not allowed" */
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING: pre = "", post = " answered with something that is not HTTP"; break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION: pre = "the TLS handshake with ", post = " failed"; break;
+    default: break;
+    }
+    snprintf(buf, n, "%s%s%s (%s)", pre, peer, post,
+             errbuf && *errbuf ? errbuf : curl_easy_strerror(rc));
+    return buf;
+}

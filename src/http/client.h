@@ -31,4 +31,13 @@ void ackd_http_client_free(ackd_http_client_t *c);
  * absent, past or malformed; capped at a day. Any thread. */
 int64_t ackd_http_retry_after_ms(const char *value);
 
+/* What went wrong with a call that got no complete answer, for a person: a
+ * sentence about `peer` ("the upstream", "the receiver") followed by curl's
+ * own detail in parentheses (errbuf: the handle's CURLOPT_ERRORBUFFER, or
+ * NULL), e.g. "the upstream closed the connection before its answer was
+ * complete (transfer closed with 97 bytes remaining to read)". Into buf,
+ * which it returns. Any thread. */
+const char *ackd_http_client_error(CURLcode rc, const char *errbuf, const char *peer, char *buf,
+                                   size_t n);
+
 #endif

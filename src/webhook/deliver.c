@@ -142,6 +142,8 @@ int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf, cons
     curl_easy_setopt(e, CURLOPT_URL, call->d.url);
     curl_easy_setopt(e, CURLOPT_RESOLVE, call->resolve);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+    call->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->d.body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->d.body));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -182,9 +184,9 @@ void ackd_wh_outcome(ackd_wh_call_t *call, CURLcode rc, const int64_t *schedule,
         t->excerpt = excerpt(&call->answer);
     bool answered = status > 0 && (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && call->answer_full));
     bool retry;
-    char msg[256];
+    char msg[CURL_ERROR_SIZE + 128];
     if (!answered) {
-        snprintf(msg, sizeof msg, "%s", curl_easy_strerror(rc));
+        ackd_http_client_error(rc, call->errbuf, "the receiver", msg, sizeof msg);
         retry = true;
     } else if (status >= 200 && status < 300) {
         *outcome = ACKD_DELIVERY_DONE;
@@ -201,7 +203,7 @@ void ackd_wh_outcome(ackd_wh_call_t *call, CURLcode rc, const int64_t *schedule,
     int index = call->d.tries - 1; /* the delay after the n-th try */
     if (!retry || index >= nschedule) {
         if (retry) {
-            char gave[300];
+            char gave[sizeof msg + 64];
             snprintf(gave, sizeof gave, "%s; gave up after %d tries", msg, call->d.tries);
             ackd_free(t->error);
             t->error = ackd_strdup(gave);

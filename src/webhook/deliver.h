@@ -35,6 +35,7 @@ typedef struct ackd_wh_call {
     struct curl_slist *headers;
     struct curl_slist *resolve;
     ackd_buf_t answer;           /* capped at ACKD_WEBHOOK_MAX_ANSWER */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's words for a failed call */
     bool answer_full;
     int64_t retry_after_ms;
     int64_t started_us;

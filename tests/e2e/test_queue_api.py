@@ -744,6 +744,18 @@ def test_claim_with_malformed_json_is_400(api, q):
     problem(r, 400, "malformed-json")
 
 
+@pytest.mark.parametrize("body,field", [
+    ({"maxx": 5}, "maxx"),                  # a typo would claim one task, not five
+    ({"max": 1, "lease_ms": 500}, "lease_ms"),
+], ids=["maxx", "lease_ms"])
+def test_claim_refuses_an_unknown_field_and_takes_nothing(api, q, body, field):
+    tid = api.submit_ok(q, 1)
+    r = api.post(f"/v1/queues/{q}/claim", body)
+    p = problem(r, 422, "invalid-field")
+    assert p["field"] == field and "max, wait, lease" in p["detail"], p
+    assert api.task(tid)["status"] == "queued"
+
+
 # --------------------------------------------------------------------------
 # workers: heartbeat, complete, fail
 
@@ -1115,3 +1127,32 @@ def test_finished_tasks_are_purged_after_retention(start_ackd):
         assert api.status(waiting) == "processing" and api.status(working) == "queued"
         assert api.queues()["short"]["counts"] == {"queued": 1, "processing": 1, "completed": 0,
                                                    "failed": 0, "canceled": 0}
+
+
+@pytest.mark.parametrize("call,body,field", [
+    ("heartbeat", {"extend": "10s"}, "extend"),
+    ("complete", {"reslt": {"ok": True}}, "reslt"),
+    ("complete", {"result": 1, "status": 200}, "status"),
+    ("fail", {"error": "x", "retryAfter": 5}, "retryAfter"),
+], ids=["heartbeat-extend", "complete-reslt", "complete-status", "fail-retryAfter"])
+def test_a_lease_call_refuses_an_unknown_field_and_changes_nothing(api, q, call, body, field):
+    """A misspelt field is a 422 naming it, not a call that drops what the
+    worker meant (a result stored as null, a retry_after ignored)."""
+    tid = api.submit_ok(q, 1)
+    c = api.claim_one(q, wait=5, lease="30s")
+    r = api.post(f"/v1/tasks/{tid}/{call}", {"lease_id": c["lease_id"], **body})
+    p = problem(r, 422, "invalid-field")
+    assert p["field"] == field and "lease_id" in p["detail"], p
+    d = api.task(tid)
+    assert d["status"] == "processing" and d["attempts"] == 1, d
+    # the lease still holds: the corrected call goes through
+    r = api.complete(tid, c["lease_id"], {"ok": True})
+    assert r.status_code == 200, r.text
+    assert api.task(tid)["result"] == {"ok": True}
+
+
+def test_batch_refuses_an_unknown_top_level_field(api, q):
+    r = api.post(f"/v1/queues/{q}/tasks:batch", {"tasks": [{"payload": 1}], "task": []})
+    p = problem(r, 422, "invalid-field")
+    assert p["field"] == "task", p
+    assert api.list(queue=q)["tasks"] == []

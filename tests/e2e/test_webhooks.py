@@ -484,7 +484,7 @@ def test_refused_connection_is_retried_on_the_schedule(api, q):
     d = wait_delivery(api, tid, "failed")
     assert d["tries"] == 4
     for t in d["attempts"]:
-        assert t["status"] is None and t["error"], t
+        assert t["status"] is None and t["error"].startswith("could not connect to the receiver ("), t
     assert "gave up after 4 tries" in d["last_error"]
 
 
@@ -495,7 +495,8 @@ def test_timeout_is_retried(api, q, rcv):
     d = wait_delivery(api, tid, "delivered", timeout=SOON + TRY_TIMEOUT)
     assert d["tries"] == 2
     first = d["attempts"][0]
-    assert first["status"] is None and "time" in first["error"].lower(), first
+    assert first["status"] is None, first
+    assert first["error"].startswith("the receiver did not answer in time ("), first
     assert first["duration_ms"] >= TRY_TIMEOUT * 1000 * 0.9, first
     assert d["attempts"][1]["status"] == 200
 

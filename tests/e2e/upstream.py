@@ -27,6 +27,7 @@ the path unless keyed by something else (key=...). Builders:
   fail_then(k, status=503, then=answer(), headers=...)  k failures, then `then`
   hang(seconds)                                         waits, then 200 (the
                                                         client gave up by then)
+  broken(data)                                          writes data, closes
   echo(status=200, delay=0)                             answers the request it
                                                         got, as JSON
   by_field(field, table, default)                       picks by a JSON body field
@@ -119,6 +120,14 @@ def answer(status=200, body=None, headers=None, delay=0.0, content_type=None):
     if body is None:
         body = {"ok": True}
     a = Answer(status, body, headers, delay, content_type)
+    return lambda req, n: a
+
+
+def broken(data):
+    """Writes `data` as the whole answer, then closes the connection: a cut
+    answer, nothing at all (b""), or bytes that are not HTTP."""
+    a = Answer(0)
+    a.raw = data
     return lambda req, n: a
 
 
@@ -217,6 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
             if a.delay:
                 up.stopping.wait(a.delay)
             rec.status = a.status
+            if getattr(a, "raw", None) is not None:
+                self.wfile.write(a.raw)
+                self.wfile.flush()
+                self.close_connection = True
+                return
             self.send_response(a.status)
             for k, v in a.headers:
                 self.send_header(k, v)

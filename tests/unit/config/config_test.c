@@ -383,6 +383,13 @@ TEST(config_error_structure)
                      "A-Za-z0-9_.-"));
     CHECK(fails_with("[queue a]\n[route POST /x/{id}]\nqueue = a\n[route post /x/{other}]\n",
                      "ackd.conf:4: [route POST /x/{other}]: duplicate route (first on line 2)"));
+    CHECK(fails_with("[queue a]\n[route GET /x/{id}/y/{id}]\nqueue = a\n",
+                     "ackd.conf:2: [route GET /x/{id}/y/{id}]: the parameter {id} appears twice"));
+    {
+        ackd_config_t ok;
+        CHECK_INT(load(&ok, "[queue a]\n[route GET /x/{id}/{ids}/{i}]\nqueue = a\n"), 0);
+        ackd_config_free(&ok);
+    }
     CHECK(fails_with("[queue a]\n[route GET /v1/tasks]\nqueue = a\n",
                      "ackd.conf:2: [route GET /v1/tasks]: /v1/tasks is ackd's own (/v1/tasks, "
                      "/v1/queues, /problems, /healthz, /readyz, /metrics, /ui, /openapi.json, "
