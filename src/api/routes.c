@@ -361,8 +361,21 @@ static void on_route(ackd_http_req_t *req, void *data)
         const char *body = ackd_http_req_body(req, &len);
         it->idem_scope = ackd_strdup(ctx->scope);
         t->idem_key = ackd_strdup(key);
-        ackd_fingerprint(ackd_http_req_method(req), ackd_http_req_path(req), body, len,
+        /* the query goes to the upstream too, so it is part of "the same
+         * request" (without one, the fingerprint is the path's, as before) */
+        const char *query = ackd_http_req_query(req);
+        const char *path = ackd_http_req_path(req);
+        char *target = NULL;
+        if (*query) {
+            size_t pn = strlen(path), qn = strlen(query);
+            target = ackd_malloc(pn + qn + 2);
+            memcpy(target, path, pn);
+            target[pn] = '?';
+            memcpy(target + pn + 1, query, qn + 1);
+        }
+        ackd_fingerprint(ackd_http_req_method(req), target ? target : path, body, len,
                          it->fingerprint);
+        ackd_free(target);
     }
     api_start(req, op);
 }

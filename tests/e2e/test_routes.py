@@ -487,6 +487,21 @@ def test_same_key_with_a_different_body_is_422(server, up):
     assert len(up.calls(path)) == 1
 
 
+def test_same_key_with_a_different_query_is_422(server, up):
+    """The query goes to the upstream with the body: ?amount=100 and
+    ?amount=900 are two requests, not one to replay."""
+    path = "/idem/query"
+    key = unique("k")
+    r1, _ = post(server, f"{path}?amount=100", {"a": 1}, {"Idempotency-Key": key})
+    assert r1.status_code == 200, r1.text
+    r2, _ = post(server, f"{path}?amount=100", {"a": 1}, {"Idempotency-Key": key})
+    assert r2.headers.get("Idempotent-Replayed") == "true", r2.headers
+    r3, _ = post(server, f"{path}?amount=900", {"a": 1}, {"Idempotency-Key": key})
+    p = problem(r3, 422, "idempotency-mismatch")
+    assert p.get("task_id") == r1.headers["Task-Id"], p
+    assert [c.query for c in up.calls(path)] == ["amount=100"]
+
+
 def test_idempotency_key_is_checked(server):
     r, _ = post(server, "/idem/badkey", {"a": 1}, {"Idempotency-Key": "x" * 256})
     problem(r, 400, "bad-idempotency-key")
