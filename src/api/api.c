@@ -15,7 +15,7 @@ int ackd_api_register(ackd_router_t *router, ackd_api_t *api)
                                                  ackd_api_workers_routes, ackd_api_queues_routes,
                                                  ackd_api_events_routes,
                                                  ackd_api_deliveries_routes};
-    int rc = 0;
+    int rc = ackd_guard_init(&api->guard, api->cfg->webhooks.allow_private);
     for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
         rc = ackd_router_add_table(router, tables[i], api);
     if (rc == 0)
@@ -32,6 +32,7 @@ void ackd_api_stop(ackd_api_t *api)
 {
     ackd_free(api->route_ctxs);
     api->route_ctxs = NULL;
+    ackd_guard_free(&api->guard);
     if (api->debug) {
         ackd_debug_stop(api->debug);
         api->debug = NULL;

@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "http/router.h"
 #include "queue/tq.h"
+#include "webhook/guard.h"
 
 typedef struct ackd_debug ackd_debug_t;
 
@@ -22,6 +23,7 @@ typedef struct {
     atomic_bool draining;     /* set at shutdown: /readyz answers 503 */
     ackd_debug_t *debug;      /* test aids, only with [server] debug_endpoints */
     void *route_ctxs;         /* one per configured route (routes.c) */
+    ackd_guard_t guard;       /* callback addresses ackd will not call (the webhook rule) */
 } ackd_api_t;
 
 /* Registers the whole API. 0 or a negative ACKD_E* code. */

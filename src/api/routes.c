@@ -308,11 +308,6 @@ static ackd_http_response_t *route_answer(ackd_tq_op_t *op)
 
 API_ANSWER(route_answer)
 
-static int is_http_url(const char *s)
-{
-    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
-}
-
 static void on_route(ackd_http_req_t *req, void *data)
 {
     route_ctx_t *ctx = data;
@@ -326,9 +321,11 @@ static void on_route(ackd_http_req_t *req, void *data)
         return;
     }
     const char *cb = ackd_http_req_header(req, "callback-url");
-    if (cb && (!is_http_url(cb) || strlen(cb) > 2048)) {
+    char why[256];
+    const char *wrong = cb ? api_callback_url_problem(api, cb, why, sizeof why) : NULL;
+    if (wrong) {
         ackd_http_respond_problem(req, 400, "bad-callback-url", "Bad Callback-URL", NULL,
-                                  "Callback-URL must be an http:// or https:// URL");
+                                  "Callback-URL must be %s", wrong);
         return;
     }
     api_prefer_t prefer;

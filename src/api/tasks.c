@@ -22,11 +22,6 @@ static ackd_api_t *api_of(void *data)
 
 /* --- submission --- */
 
-static int is_http_url(const char *s)
-{
-    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
-}
-
 /* Fills an item from one task object of a request; answers 422 and returns
  * -1 on a bad field. `prefix` names the item in messages ("tasks[3].").
  * payload_text: the payload already as text (api_body_object_with), taken
@@ -88,9 +83,12 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
         t->timeout_ms = ms;
     }
     if ((v = json_object_get(obj, "callback_url"))) {
-        if (!json_is_string(v) || !is_http_url(json_string_value(v)) ||
-            strlen(json_string_value(v)) > 2048)
+        char why[256];
+        if (!json_is_string(v))
             BAD("callback_url", "an http:// or https:// URL");
+        const char *wrong = api_callback_url_problem(api, json_string_value(v), why, sizeof why);
+        if (wrong)
+            BAD("callback_url", wrong);
         ackd_free(t->callback_url);
         t->callback_url = ackd_strdup(json_string_value(v));
     }

@@ -652,17 +652,33 @@ GUARDED = [
 
 
 def test_private_callbacks_refused_without_allow_private(start_ackd, make_receiver):
+    """A host written as a guarded address is refused when the task is
+    submitted (422, nothing stored), on a route's Callback-URL too (400); a
+    host name is refused when the delivery resolves it (localhost)."""
     rcv = make_receiver()
     cfg = queue_config({"jobs": {}})
     cfg["webhooks"] = {"secrets": SECRET_NEW, "schedule": SCHEDULE_TEXT}
+    cfg["route POST /r"] = {"queue": "jobs", "mode": "async"}
     srv = start_ackd(cfg)
     with Api(srv) as api:
-        tids = []
-        for url, _ in GUARDED:
-            tid = api.submit_ok("jobs", 1, callback_url=url.format(port=rcv.port))
-            assert api.cancel(tid).status_code == 200
-            tids.append(tid)
-        for (url, why), tid in zip(GUARDED, tids):
+        named = []
+        for url, why in GUARDED:
+            url = url.format(port=rcv.port)
+            if "localhost" in url:
+                tid = api.submit_ok("jobs", 1, callback_url=url)
+                assert api.cancel(tid).status_code == 200
+                named.append((url, why, tid))
+                continue
+            r = api.submit("jobs", 1, callback_url=url)
+            p = problem(r, 422, "invalid-field")
+            assert p["field"] == "callback_url", p
+            assert f"a {why} address" in p["detail"] and "allow_private" in p["detail"], (url, p)
+            r = api.post("/r", {"x": 1}, headers={"Callback-URL": url})
+            p = problem(r, 400, "bad-callback-url")
+            assert f"a {why} address" in p["detail"], (url, p)
+        # nothing was stored for the refused ones
+        assert {t["id"] for t in api.list(queue="jobs")["tasks"]} == {t for _, _, t in named}
+        for url, why, tid in named:
             d = wait_delivery(api, tid, "failed")
             assert d["tries"] == 1, (url, d)             # refused: not retried
             t = d["attempts"][0]
@@ -682,7 +698,5 @@ def test_loopback_delivered_once_allowed_and_only_that(api, q, rcv):
     assert wait_delivery(api, tid, "delivered")["tries"] == 1
     for url, why in (("http://169.254.169.254/latest/meta-data/", "link-local"),
                      ("http://10.0.0.1/x", "private"), ("http://[::1]:9/x", "loopback")):
-        tid = api.submit_ok(q, 1, callback_url=url)
-        api.cancel(tid)
-        d = wait_delivery(api, tid, "failed")
-        assert d["tries"] == 1 and f"a {why} address" in d["last_error"], (url, d)
+        p = problem(api.submit(q, 1, callback_url=url), 422, "invalid-field")
+        assert f"a {why} address" in p["detail"], (url, p)
