@@ -500,13 +500,20 @@ static void rerun_watch(ackd_store_t *s, ackd_store_op_t *op)
     op->rc = op->apply(op, s->b, s->wconn);
     if (op->watch && op->rc == 0) {
         /* apply decides whether a wait that ran out ends the watch (long
-         * polls) or goes on (streams, which send a heartbeat) */
-        if (op->wake)
-            op->wake(op);
+         * polls) or goes on (streams, which send a heartbeat); shutting
+         * down, none goes on: a stream ends with what it read (a watch
+         * added again would expire at once, again and again) */
         pthread_mutex_lock(&s->lock);
-        watch_add(s, op);
+        bool go_on = !s->draining;
         pthread_mutex_unlock(&s->lock);
-        return;
+        if (go_on) {
+            if (op->wake)
+                op->wake(op);
+            pthread_mutex_lock(&s->lock);
+            watch_add(s, op);
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
     }
     op->watch = false;
     op->done(op);

@@ -20,6 +20,7 @@ One server serves the module; each case has its own queue."""
 
 import concurrent.futures
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -421,3 +422,29 @@ def test_a_result_is_stored_once_and_every_reader_shows_it_once(start_ackd):
     srv.start()
     with Api(srv) as api:
         shown()
+
+
+def test_sigterm_ends_every_stream_at_once(start_ackd):
+    """At shutdown a stream ends, cleanly (the last chunk), with at most a
+    comment: its client reconnects with Last-Event-ID to a server that is
+    up. Before, a draining store expired the stream's watch, the stream sent
+    a keep-alive and watched again, which expired at once: ": keep-alive"
+    in a loop (megabytes a second) for the whole shutdown_grace, and the
+    exit waited out that grace."""
+    srv = start_ackd(queue_config({"jobs": {}}, server={"shutdown_grace": "10s"}))
+    with Api(srv) as api:
+        tid = api.submit_ok("jobs", 1)
+    task_stream = SseStream(srv, tid)
+    queue_stream = SseStream(srv, path="/v1/queues/jobs/events")
+    assert task_stream.next().type == "task.queued"
+    assert task_stream.resp.status == queue_stream.resp.status == 200
+    before = (len(task_stream.raw), len(queue_stream.raw))
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    for s, n in zip((task_stream, queue_stream), before):
+        assert s.rest(timeout=3.0 * SLOW) == []          # ended, nothing but comments
+        assert s.ended
+        assert len(s.raw) - n < 100, s.raw[n:n + 300]    # one keep-alive at most
+        s.close()
+    assert srv.wait_exit(timeout=5.0 * SLOW) == 0
+    assert time.monotonic() - t0 < 3.0 * SLOW            # not the 10 s grace
