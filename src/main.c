@@ -64,6 +64,15 @@ static void on_http_stopped(void *data)
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
 
+/* No push call runs any more: route clients still waiting get their answer
+ * now (202, or 504 with the status URL), while connections may still carry
+ * it (the HTTP server's grace is a little longer than the dispatcher's). */
+static void on_calls_over(void *data)
+{
+    daemon_t *d = data;
+    ackd_tq_drain(d->api->tq, true);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     daemon_t *d = s->data;
@@ -77,9 +86,9 @@ static void on_signal(uv_signal_t *s, int signum)
     /* no new upstream calls nor webhooks (a draining store answers their
      * waiting claims at once: they would claim again and again); those
      * running get the grace, as requests do */
-    ackd_dispatch_stop(d->dispatch, d->grace_ms);
+    ackd_dispatch_stop(d->dispatch, d->grace_ms, on_calls_over, d);
     ackd_webhook_sender_stop(d->sender, d->grace_ms);
-    ackd_tq_drain(d->api->tq);
+    ackd_tq_drain(d->api->tq, false);
     ackd_http_server_shutdown(d->http, on_http_stopped, d);
 }
 
@@ -114,6 +123,8 @@ static int is_loopback(const char *host)
            strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
 }
 
+#define SHUTDOWN_ANSWER_MS 500
+
 static ackd_http_limits_t limits_from(const ackd_server_conf_t *s)
 {
     return (ackd_http_limits_t){
@@ -127,7 +138,8 @@ static ackd_http_limits_t limits_from(const ackd_server_conf_t *s)
         .keepalive_timeout_ms = (uint64_t)s->keepalive_timeout_ms,
         .max_connections = (size_t)s->max_connections,
         .max_requests_per_connection = (uint32_t)s->max_requests_per_connection,
-        .shutdown_grace_ms = (uint64_t)s->shutdown_grace_ms,
+        /* the answers the end of the dispatcher's grace makes still leave */
+        .shutdown_grace_ms = (uint64_t)s->shutdown_grace_ms + SHUTDOWN_ANSWER_MS,
         .access_log = s->access_log,
         .single_fields = ackd_api_single_fields,
     };

@@ -73,6 +73,8 @@ struct ackd_dispatch {
     int ninbox, capinbox;
     bool closed;                  /* under lock: stopped, the inbox takes nothing */
     int64_t grace_ms;
+    void (*calls_over)(void *);   /* at stop: no call runs any more */
+    void *calls_over_data;
     bool stopping;                /* loop thread: no new claims */
     bool closing;                 /* loop thread: handles are closing */
     ackd_call_t *calls;           /* in flight */
@@ -470,6 +472,8 @@ static void begin_stop(struct ackd_dispatch *d)
     d->calls = NULL;
     while (d->neasy > 0)
         curl_easy_cleanup(d->easy_pool[--d->neasy]);
+    if (d->calls_over)
+        d->calls_over(d->calls_over_data);
     pthread_mutex_lock(&d->lock);
     d->closed = true; /* store threads free their claims themselves from now on */
     ackd_tq_op_t **ops = d->inbox;
@@ -535,12 +539,20 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
     return 0;
 }
 
-void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms)
+void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms, void (*calls_over)(void *),
+                        void *data)
 {
-    if (!d || d->stopping)
+    if (!d) {
+        if (calls_over)
+            calls_over(data);
+        return;
+    }
+    if (d->stopping)
         return;
     d->stopping = true;
     d->grace_ms = grace_ms;
+    d->calls_over = calls_over;
+    d->calls_over_data = data;
     for (int i = 0; i < d->nqueues; i++) {
         qstate_t *q = &d->queues[i];
         for (int k = q->claiming - 1; k >= 0; k--) {

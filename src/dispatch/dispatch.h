@@ -36,9 +36,11 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
                         uv_loop_t *loop);
 /* Stops claiming, lets calls in flight finish for up to grace_ms, aborts the
  * rest (their leases expire and the tasks run again) and closes its handles,
- * so the loop no longer runs for it. Returns at once; run the loop until it
- * ends. Again: nothing. NULL: nothing. */
-void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms);
+ * so the loop no longer runs for it; then calls calls_over(data) (NULL:
+ * none), on the loop thread, perhaps before returning. Returns at once; run
+ * the loop until it ends. Again: nothing. NULL d: calls_over at once. */
+void ackd_dispatch_stop(ackd_dispatch_t *d, int64_t grace_ms, void (*calls_over)(void *),
+                        void *data);
 /* Frees the stopped dispatcher. Call after closing the task queue: a claim
  * the store still held when the dispatcher stopped is answered (and freed
  * by its callback, which reads the dispatcher) only as the queue closes. */

@@ -1449,9 +1449,9 @@ int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t er
     return 0;
 }
 
-void ackd_tq_drain(ackd_tq_t *tq)
+void ackd_tq_drain(ackd_tq_t *tq, bool all)
 {
-    ackd_store_drain_waiters(tq->store);
+    ackd_store_drain_waiters(tq->store, all);
 }
 
 void ackd_tq_close(ackd_tq_t *tq)

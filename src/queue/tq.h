@@ -158,8 +158,11 @@ struct ackd_tq_op {
 int ackd_tq_open(ackd_tq_t **out, const ackd_config_t *cfg, char *err, size_t errlen);
 /* Finishes queued work, answers waiters as timed out, stops the threads. */
 void ackd_tq_close(ackd_tq_t *tq);
-/* Answers every waiting claim and long poll now (shutdown). Any thread. */
-void ackd_tq_drain(ackd_tq_t *tq);
+/* Shutdown: answers every waiting claim and long poll now, ends streams,
+ * and answers new waits at once. A route client waiting for its own task
+ * waits on (its call may finish inside the grace) until a call with all,
+ * once no push call runs. Any thread. */
+void ackd_tq_drain(ackd_tq_t *tq, bool all);
 const ackd_config_t *ackd_tq_config(const ackd_tq_t *tq);
 /* Whether the store can write (ackd_store_health): 0, or the error that
  * makes its commits fail (ACKD_ENOSPC: out of space) since *since. Any

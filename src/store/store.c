@@ -92,7 +92,8 @@ struct ackd_store {
     int64_t next_expiry;       /* a lease expires; 0 none */
     int64_t next_purge;
     bool recheck_timers;       /* ask the backend for next_due/next_expiry */
-    bool draining;             /* shutting down: waits end at once */
+    bool draining;             /* shutting down: waits end at once, but for */
+    bool drained_all;          /* route clients' (takeable), until this is set */
     /* health (ackd_store_health): the committer writes, any thread reads */
     _Atomic int write_rc;      /* 0, or the error of the last batch: writes are failing */
     _Atomic int64_t failing_since;
@@ -269,7 +270,7 @@ static void watch_grow(ackd_store_t *s)
 
 static void watch_add(ackd_store_t *s, ackd_store_op_t *op)
 {
-    if (s->draining)
+    if (s->draining && (!op->takeable || s->drained_all))
         op->watch_until = 0;
     if (s->nwatches >= s->nbuckets * 2)
         watch_grow(s);
@@ -504,7 +505,7 @@ static void rerun_watch(ackd_store_t *s, ackd_store_op_t *op)
          * down, none goes on: a stream ends with what it read (a watch
          * added again would expire at once, again and again) */
         pthread_mutex_lock(&s->lock);
-        bool go_on = !s->draining;
+        bool go_on = !s->draining || (op->takeable && !s->drained_all);
         pthread_mutex_unlock(&s->lock);
         if (go_on) {
             if (op->wake)
@@ -1087,24 +1088,29 @@ int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, con
     return 0;
 }
 
-/* Lock held: every waiter's deadline becomes now (the heap stays valid:
- * all keys become equal). */
-static void expire_all_locked(ackd_store_t *s)
+/* Lock held: the waiters' deadlines become now (parked claims, long polls,
+ * streams; and, with all, the takeable watches of route clients, whose call
+ * may still finish), then the heap is made again. */
+static void expire_waiters_locked(ackd_store_t *s, bool all)
 {
     for (int i = 0; i < s->heap_len; i++) {
-        if (s->heap[i]->where == W_PARKED)
-            s->heap[i]->park_until = 0;
-        else
-            s->heap[i]->watch_until = 0;
+        ackd_store_op_t *op = s->heap[i];
+        if (op->where == W_PARKED)
+            op->park_until = 0;
+        else if (all || !op->takeable)
+            op->watch_until = 0;
     }
+    for (int i = s->heap_len / 2 - 1; i >= 0; i--)
+        heap_down(s, i);
     pthread_cond_signal(&s->wake);
 }
 
-void ackd_store_drain_waiters(ackd_store_t *s)
+void ackd_store_drain_waiters(ackd_store_t *s, bool all)
 {
     pthread_mutex_lock(&s->lock);
     s->draining = true;
-    expire_all_locked(s);
+    s->drained_all |= all;
+    expire_waiters_locked(s, s->drained_all);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1114,8 +1120,8 @@ void ackd_store_close(ackd_store_t *s)
         return;
     pthread_mutex_lock(&s->lock);
     s->stop = true;
-    s->draining = true;
-    expire_all_locked(s);
+    s->draining = s->drained_all = true;
+    expire_waiters_locked(s, true);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->committer, NULL);
     fire_deadlines(s, INT64_MAX);

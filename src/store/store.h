@@ -336,9 +336,11 @@ int ackd_store_open(ackd_store_t **out, const ackd_store_backend_t *backend, con
  * watches are answered as if their wait ran out. */
 void ackd_store_close(ackd_store_t *s);
 
-/* Ends every wait now (parked claims answer empty, watches answer their
- * current state) and refuses new waits: for shutdown. Any thread. */
-void ackd_store_drain_waiters(ackd_store_t *s);
+/* For shutdown: ends waits now (parked claims answer empty, watches answer
+ * their current state) and new ones at once. Takeable watches (a route
+ * client waiting for its own call, which may finish inside the grace) wait
+ * on until a call with all (once no call can finish any more). Any thread. */
+void ackd_store_drain_waiters(ackd_store_t *s, bool all);
 /* Queues a write operation for the next group commit. Any thread. */
 void ackd_store_submit(ackd_store_t *s, ackd_store_op_t *op);
 /* Queues a read-only operation to a reader thread (no transaction is

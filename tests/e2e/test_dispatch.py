@@ -549,8 +549,8 @@ def test_shutdown_grace_with_a_call_in_flight_is_idle(start_ackd, make_upstream)
     """During the shutdown grace the store answers waiting claims at once, so
     the dispatcher and the webhook sender stop claiming at the signal; they
     had claimed again and again (~0.75 of a CPU for the whole grace). The
-    call in flight still finishes inside the grace and its outcome is kept
-    (its client, whose wait the drain ended, reads it at status_url)."""
+    call in flight finishes inside the grace, and the sync client waiting
+    for it gets its answer (it got a 504 at the signal before)."""
     up = make_upstream()
     up.on("/slow", answer(200, {"ok": True}, delay=2.0))
     srv = start_ackd(queue_config(
@@ -559,7 +559,9 @@ def test_shutdown_grace_with_a_call_in_flight_is_idle(start_ackd, make_upstream)
     got = {}
 
     def call():
+        t0 = time.monotonic()
         got["r"] = requests.post(srv.url("/slow"), json={"x": 1}, timeout=20 * SLOW)
+        got["secs"] = time.monotonic() - t0
 
     t = threading.Thread(target=call)
     t.start()
@@ -573,13 +575,65 @@ def test_shutdown_grace_with_a_call_in_flight_is_idle(start_ackd, make_upstream)
     assert srv.wait_exit(15 * SLOW) == 0, srv.stderr_text()[-3000:]
     t.join(20 * SLOW)
     r = got["r"]
-    assert r.status_code == 504 and r.json()["status_url"], r.text   # the drain's answer
+    assert r.status_code == 200 and r.json() == {"ok": True}, r.text   # the call's answer
+    assert got["secs"] >= 1.9, got["secs"]
+    assert r.headers.get("Connection") == "close"
     assert not srv.problems(), srv.problems()
     srv.start()
-    doc = requests.get(srv.url(r.json()["status_url"]), timeout=SOON).json()
+    doc = requests.get(srv.url(f"/v1/tasks/{r.headers['Task-Id']}"), timeout=SOON).json()
     assert doc["status"] == "completed" and doc["attempts"] == 1, doc
-    res = requests.get(srv.url(r.json()["status_url"] + "/result"), timeout=SOON)
-    assert res.status_code == 200 and res.json() == {"ok": True}, res.text
+
+
+def test_at_shutdown_a_client_whose_call_cannot_finish_gets_its_status_url(start_ackd,
+                                                                          make_upstream):
+    """A sync client whose task is not running (queued behind the queue's
+    concurrency), or whose call outlives the grace, is answered 504 with the
+    status URL once no call can finish any more: not at the signal, and not
+    by a dropped connection at the end of the grace. The tasks are kept and
+    run after the restart."""
+    up = make_upstream()
+    up.on("/one", answer(200, {"n": 1}, delay=1.0))
+    up.on("/two", answer(200, {"n": 2}))
+    up.on("/long", answer(200, {"n": 3}, delay=4.0))
+    srv = start_ackd(queue_config(
+        {"c1": fast_retry(upstream=up.origin, concurrency=1),
+         "lg": fast_retry(upstream=up.origin)}, server={"shutdown_grace": "2s"}) | {
+        "route POST /one": {"queue": "c1", "mode": "sync", "sync_timeout": "20s"},
+        "route POST /two": {"queue": "c1", "mode": "sync", "sync_timeout": "20s"},
+        "route POST /long": {"queue": "lg", "mode": "sync", "sync_timeout": "20s"}})
+    got = {}
+
+    def call(path):
+        t0 = time.monotonic()
+        got[path] = requests.post(srv.url(path), json={"x": 1}, timeout=20 * SLOW)
+        got[path + "-secs"] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=call, args=(p,)) for p in ("/one", "/long")]
+    for t in threads:
+        t.start()
+    up.wait_calls(1, "/one", timeout=SOON)
+    up.wait_calls(1, "/long", timeout=SOON)
+    threads.append(threading.Thread(target=call, args=("/two",)))
+    threads[-1].start()
+    time.sleep(0.2)                          # /two is queued behind /one (concurrency 1)
+    t_signal = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(20 * SLOW)
+    assert srv.wait_exit(15 * SLOW) == 0, srv.stderr_text()[-3000:]
+    assert got["/one"].status_code == 200 and got["/one"].json() == {"n": 1}
+    for path in ("/two", "/long"):
+        p = problem(got[path], 504, "sync-timeout")
+        assert p["status_url"] == f"/v1/tasks/{p['task_id']}", p
+    # answered at the grace's end (2 s), when the long call was given up
+    assert 1.5 < time.monotonic() - t_signal < 2.0 + LATE * 2
+    assert up.calls("/two") == []
+    assert not srv.problems(), srv.problems()
+    srv.start()
+    with Api(srv) as api:
+        doc = terminal(api, got["/two"].json()["task_id"], timeout=SOON + 5)
+        assert doc["status"] == "completed", doc
+    assert len(up.calls("/two")) == 1
 
 
 def test_an_upstream_closing_idle_connections_costs_nothing(start_ackd, make_upstream):
