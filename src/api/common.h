@@ -65,15 +65,15 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
 const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
-/* Every member of obj must be one of known (NULL-terminated): else a 422
- * naming the first other one (prefix + name) and listing the known ones,
- * and -1. A misspelt field is refused, not ignored. */
 /* What is wrong with a callback URL a client gave, into buf, or NULL: not
  * http(s), longer than 2048, or a host written as an address the webhook
  * guard refuses (127.0.0.1, 10.1.2.3, [::1], 169.254.169.254, 127.1): refused
  * now rather than at delivery. A host name is checked when the delivery
  * resolves it. */
 const char *api_callback_url_problem(const ackd_api_t *api, const char *url, char *buf, size_t n);
+/* Every member of obj must be one of known (NULL-terminated): else a 422
+ * naming the first other one (prefix + name) and listing the known ones,
+ * and -1. A misspelt field is refused, not ignored. */
 int api_known_members(ackd_http_req_t *req, json_t *obj, const char *const *known,
                       const char *prefix);
 /* The preferences of a Prefer header (RFC 7240) that ackd honours. A

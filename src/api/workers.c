@@ -168,10 +168,12 @@ static ackd_tq_op_t *lease_op(ackd_http_req_t *req, ackd_api_t *api, int kind, j
     if (!*body)
         return NULL;
     json_t *lease = json_object_get(*body, "lease_id");
-    int known_ok = api_known_members(req, *body, known, "") == 0;
-    if (known_ok && (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX))
+    bool bad = api_known_members(req, *body, known, "") != 0;
+    if (!bad && (!json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX)) {
         api_bad_field(req, "lease_id", "the lease_id the claim returned");
-    if (!known_ok || !json_is_string(lease) || json_string_length(lease) >= ACKD_ID_MAX) {
+        bad = true;
+    }
+    if (bad) {
         if (bulky_text) {
             ackd_free(*bulky_text);
             *bulky_text = NULL;
