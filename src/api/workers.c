@@ -247,6 +247,32 @@ static void on_heartbeat(ackd_http_req_t *req, void *data)
     api_start(req, op);
 }
 
+/* A route answer's headers must reach the client as given: an object of
+ * field names (RFC 9110 tokens) and string values without CR, LF or NUL.
+ * Returns what was expected (field names the culprit), or NULL. */
+static const char *bad_answer_headers(json_t *headers, char *field, size_t n)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    if (!headers || json_is_null(headers))
+        return NULL;
+    snprintf(field, n, "response.headers");
+    if (!json_is_object(headers))
+        return "an object of header names and string values";
+    const char *k;
+    json_t *v;
+    json_object_foreach(headers, k, v)
+    {
+        snprintf(field, n, "response.headers.%.100s", k);
+        if (!*k || strspn(k, tchar) != strlen(k))
+            return "a header name (letters, digits and !#$%&'*+-.^_`|~)";
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+            strpbrk(json_string_value(v), "\r\n"))
+            return "a string value without CR, LF or NUL";
+    }
+    return NULL;
+}
+
 static void on_complete(ackd_http_req_t *req, void *data)
 {
     json_t *body;
@@ -261,11 +287,19 @@ static void on_complete(ackd_http_req_t *req, void *data)
         ackd_free(result_text); /* a route task's answer wins over a result */
         /* a route task's answer: {status, headers, body} */
         json_t *st = json_object_get(v, "status");
+        char field[160];
+        const char *expected = NULL;
         if (!json_is_object(v) || !json_is_integer(st) || json_integer_value(st) < 100 ||
             json_integer_value(st) > 599) {
+            snprintf(field, sizeof field, "response");
+            expected = "{status: 100..599, headers?, body?}";
+        } else {
+            expected = bad_answer_headers(json_object_get(v, "headers"), field, sizeof field);
+        }
+        if (expected) {
             json_decref(body);
             ackd_tq_op_free(op);
-            api_bad_field(req, "response", "{status: 100..599, headers?, body?}");
+            api_bad_field(req, field, expected);
             return;
         }
         json_t *answer = api_answer_from_worker(v);
