@@ -121,6 +121,11 @@ static char *request_json(ackd_http_req_t *req)
     ackd_jw_str(&w, "path", ackd_http_req_path(req));
     ackd_jw_str(&w, "query", ackd_http_req_query(req));
     ackd_jw_open(&w, "headers", '{');
+    /* this hop, as proxies tell it (nginx's $proxy_add_x_forwarded_for):
+     * the client's address after the chain it sent; the host and scheme it
+     * asked for, unless a proxy in front of ackd said them already */
+    const char *peer = ackd_http_req_peer(req);
+    bool has_xff = false, has_host = false, has_proto = false;
     for (int f = 0; f < nfields; f++) {
         char lower[256];
         size_t n = strlen(fields[f].name);
@@ -131,12 +136,29 @@ static char *request_json(ackd_http_req_t *req)
         /* a value that is not UTF-8 is left out, as jansson's json_string
          * refused it before */
         ackd_buf_t *j = &fields[f].joined;
+        bool xff = strcmp(lower, "x-forwarded-for") == 0;
+        has_xff |= xff;
+        has_host |= strcmp(lower, "x-forwarded-host") == 0;
+        has_proto |= strcmp(lower, "x-forwarded-proto") == 0;
+        if (xff && *peer) {
+            if (!j->data)
+                ackd_buf_append(j, fields[f].value, strlen(fields[f].value));
+            ackd_buf_append(j, ", ", 2);
+            ackd_buf_append(j, peer, strlen(peer));
+        }
         const char *v = j->data ? j->data : fields[f].value;
         size_t vl = j->data ? j->len : strlen(v);
         if (ackd_utf8_valid(v, vl))
             ackd_jw_strn(&w, lower, v, vl);
         ackd_buf_free(j);
     }
+    if (!has_xff && *peer)
+        ackd_jw_str(&w, "x-forwarded-for", peer);
+    const char *host = ackd_http_req_header(req, "host");
+    if (!has_host && host && ackd_utf8_valid(host, strlen(host)))
+        ackd_jw_str(&w, "x-forwarded-host", host);
+    if (!has_proto)
+        ackd_jw_str(&w, "x-forwarded-proto", "http");
     ackd_jw_close(&w);
     size_t len;
     const char *body = ackd_http_req_body(req, &len);

@@ -288,6 +288,13 @@ static int read_parsed(ackd_call_t *call, stored_req_t *r)
     return 0;
 }
 
+/* What the route recorded about the hop (api/routes.c): always sent. */
+static bool is_forwarded_field(const char *name)
+{
+    return strcmp(name, "x-forwarded-for") == 0 || strcmp(name, "x-forwarded-host") == 0 ||
+           strcmp(name, "x-forwarded-proto") == 0;
+}
+
 int ackd_call_prepare(ackd_call_t *call, const char **why)
 {
     const ackd_task_t *t = &call->task;
@@ -333,8 +340,10 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%d", t->attempts);
     for (int i = 0; i < req.nheaders; i++) {
-        if (strcmp(req.names[i], "content-type") != 0 && in_list(q->forward_headers, req.names[i]))
-            rc |= add_header(call, req.names[i], req.values[i]);
+        const char *name = req.names[i];
+        if (strcmp(name, "content-type") != 0 &&
+            (in_list(q->forward_headers, name) || is_forwarded_field(name)))
+            rc |= add_header(call, name, req.values[i]);
     }
     if (ct)
         rc |= add_header(call, "Content-Type", ct);

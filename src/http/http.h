@@ -80,6 +80,10 @@ const char *ackd_http_req_method(const ackd_http_req_t *req);
 const char *ackd_http_req_path(const ackd_http_req_t *req);
 /* The query string without '?', "" when none. */
 const char *ackd_http_req_query(const ackd_http_req_t *req);
+/* The client's IP address as text ("127.0.0.1", "::1"); "" when the
+ * connection is gone or the address cannot be read. Read once per
+ * connection. */
+const char *ackd_http_req_peer(ackd_http_req_t *req);
 /* First value of a header (case-insensitive name), NULL when absent. */
 const char *ackd_http_req_header(const ackd_http_req_t *req, const char *name);
 /* Iterates headers: returns 0 and sets name/value for index i, -1 past the end. */

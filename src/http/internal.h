@@ -101,6 +101,7 @@ struct ackd_http_conn {
     bool in_feed;                /* inside conn_feed: answers do not re-enter it */
     bool shutdown_started;       /* FIN queued */
     bool trailer_pause;          /* paused at the last chunk to scan its trailer lines */
+    char peer[48];               /* the client's address, read once when asked; "" until */
 };
 
 typedef struct defer_op defer_op_t;

@@ -1,5 +1,6 @@
 /* request.c - a request's life: creation, accessors, routing, freeing.
  * Loop thread only. */
+#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
 
@@ -37,6 +38,29 @@ const char *ackd_http_req_id(const ackd_http_req_t *req) { return req->id; }
 void ackd_http_req_set_auth(ackd_http_req_t *req, const void *auth) { req->auth = auth; }
 const void *ackd_http_req_auth(const ackd_http_req_t *req) { return req->auth; }
 uv_loop_t *ackd_http_req_loop(const ackd_http_req_t *req) { return req->conn->srv->loop; }
+
+const char *ackd_http_req_peer(ackd_http_req_t *req)
+{
+    ackd_http_conn_t *c = req->conn;
+    if (!c)
+        return "";
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+            return "";
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) /* a dual-stack listener's IPv4 client */
+                uv_inet_ntop(AF_INET, a->sin6_addr.s6_addr + 12, c->peer, sizeof c->peer);
+            else
+                uv_ip6_name(a, c->peer, sizeof c->peer);
+        } else {
+            uv_ip4_name((const struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+        }
+    }
+    return c->peer;
+}
 
 void *ackd_http_req_alloc(ackd_http_req_t *req, size_t n)
 {

@@ -31,7 +31,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import SLOW, free_port
+from conftest import SLOW, RawConn, build_request, free_port
 from queue_helpers import SOON, TASK_ID_RE, Api, problem, queue_config, wait_for
 from upstream import (Answer, answer, broken, fail_then, hang, make_upstream, sequence,  # noqa: F401
                       upstream_module)
@@ -405,6 +405,37 @@ def test_allowlisted_headers_go_upstream_and_private_ones_never(server, up, api)
         assert len(c.header_all(name)) == 1, (name, c.headers)
     d = api.task(r.headers["Task-Id"])
     assert d["correlation_id"] == "req-fwd-123"
+
+
+@pytest.mark.parametrize("sent,xff,xfhost,xfproto", [
+    ({}, "127.0.0.1", "HOST", "http"),
+    # a proxy in front of ackd: the chain goes on, its host and scheme stay
+    ({"X-Forwarded-For": "203.0.113.7, 10.0.0.2", "X-Forwarded-Host": "shop.example",
+      "X-Forwarded-Proto": "https"}, "203.0.113.7, 10.0.0.2, 127.0.0.1", "shop.example", "https"),
+    # several X-Forwarded-For fields are one list
+    ([("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-For", "10.0.0.2")],
+     "203.0.113.7, 10.0.0.2, 127.0.0.1", "HOST", "http"),
+], ids=["direct", "behind-a-proxy", "xff-twice"])
+def test_the_upstream_learns_who_asked(server, up, api, sent, xff, xfhost, xfproto):
+    """X-Forwarded-For (the client's address after the chain it sent),
+    X-Forwarded-Host and X-Forwarded-Proto reach the upstream whatever
+    forward_headers says (a payment backend checks the client's address),
+    recorded when the request came, so a retry after a restart says the
+    same; a pull worker sees them in the claimed request."""
+    path = f"/fwd/{unique('xff')}"
+    up.on(path, answer(200, {"ok": True}))
+    host = f"127.0.0.1:{server.port}"
+    raw = build_request("POST", path, [("Content-Type", "application/json")]
+                        + (list(sent.items()) if isinstance(sent, dict) else sent), b'{"x":1}',
+                        host=host)
+    with RawConn(server.host, server.port, 10 * SLOW) as c:
+        c.send(raw)
+        r = c.read_response()
+    assert r.status == 200, r
+    (call,) = up.calls(path)
+    assert call.header_all("X-Forwarded-For") == [xff], call.headers
+    assert call.header("X-Forwarded-Host") == (host if xfhost == "HOST" else xfhost)
+    assert call.header("X-Forwarded-Proto") == xfproto
 
 
 @pytest.mark.parametrize("extra", [0, 40])

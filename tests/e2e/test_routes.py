@@ -556,6 +556,8 @@ def test_route_served_by_a_pull_worker(server, api):
     assert req["headers"]["content-type"] == "application/json"
     assert req["headers"]["accept-language"] == "fr"
     assert "authorization" not in req["headers"]        # ackd's business, not the worker's
+    assert req["headers"]["x-forwarded-for"] == "127.0.0.1"   # who asked, as proxies say it
+    assert req["headers"]["x-forwarded-proto"] == "http"
     assert c["correlation_id"] == "work-17"
     done = api.post(f"/v1/tasks/{c['id']}/complete", {
         "lease_id": c["lease_id"],
