@@ -202,6 +202,15 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
     json_decref(extra);
 }
 
+void api_retry_after(ackd_http_response_t *r, const ackd_task_t *t)
+{
+    int64_t wait_ms = t->state == ACKD_TASK_QUEUED ? t->due_at - ackd_now_ms() : 0;
+    long long secs = wait_ms > 1000 ? (wait_ms + 999) / 1000 : 1;
+    char v[24];
+    snprintf(v, sizeof v, "%lld", secs);
+    ackd_http_response_header(r, "Retry-After", v);
+}
+
 const char *api_callback_url_problem(const ackd_api_t *api, const char *url, char *buf, size_t n)
 {
     size_t skip = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;

@@ -65,6 +65,9 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
 const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
+/* Retry-After for a task that is not done: the seconds until it may run
+ * (due_at: delayed, or backing off after a failure), at least 1. */
+void api_retry_after(ackd_http_response_t *r, const ackd_task_t *t);
 /* What is wrong with a callback URL a client gave, into buf, or NULL: not
  * http(s), longer than 2048, or a host written as an address the webhook
  * guard refuses (127.0.0.1, 10.1.2.3, [::1], 169.254.169.254, 127.1): refused

@@ -279,7 +279,7 @@ static ackd_http_response_t *accepted(const ackd_task_t *t)
     ackd_http_response_t *r = ackd_http_response_new(202, "application/json");
     ackd_http_response_body_take(r, &b);
     ackd_http_response_header(r, "Location", url);
-    ackd_http_response_header(r, "Retry-After", "1");
+    api_retry_after(r, t);
     ackd_http_response_header(r, "Task-Id", t->id);
     return r;
 }

@@ -148,7 +148,7 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
         r = ackd_http_response_new(202, "application/json");
         ackd_http_response_body(r, body, (size_t)n);
         ackd_http_response_header(r, "Location", url);
-        ackd_http_response_header(r, "Retry-After", "1");
+        api_retry_after(r, &it->task);
         if (it->replayed)
             ackd_http_response_header(r, "Idempotent-Replayed", "true");
     } else {
@@ -364,7 +364,7 @@ static ackd_http_response_t *on_result_ready(ackd_tq_op_t *op)
                       ackd_task_state_name(t->state)),
             detail);
         if (!failed)
-            ackd_http_response_header(r, "Retry-After", "1");
+            api_retry_after(r, t);
         return r;
     }
     if (api_result_is_answer(t->result)) {

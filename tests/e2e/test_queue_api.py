@@ -659,6 +659,20 @@ def test_result_while_unfinished_is_409_with_retry_after(api, q):
     assert r.headers["Retry-After"] == "1"
 
 
+def test_retry_after_says_when_a_delayed_task_may_run(api, q):
+    """A client told Retry-After: 1 for a task due in 90 s polls 90 times
+    for nothing: the submission and the result's 409 say the seconds until
+    the task may run."""
+    r = api.submit(q, 1, delay="90s")
+    assert r.status_code == 202, r.text
+    assert 89 <= int(r.headers["Retry-After"]) <= 90, r.headers
+    r = api.result(r.json()["task_id"])
+    problem(r, 409, "result-not-ready")
+    assert 88 <= int(r.headers["Retry-After"]) <= 90, r.headers
+    r = api.submit(q, 1, delay="300ms")          # under a second: at least 1
+    assert r.headers["Retry-After"] == "1"
+
+
 def test_result_of_a_failed_task_is_409_without_retry_after(api, q):
     tid = api.submit_ok(q, 1)
     c = api.claim_one(q, wait=5)
