@@ -202,6 +202,34 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
     json_decref(extra);
 }
 
+/* n lower-case hex digits, not all zeros when nonzero is set */
+static bool hex_field(const char *p, size_t n, bool nonzero)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return false;
+        any |= p[i] != '0';
+    }
+    return any || !nonzero;
+}
+
+const char *api_traceparent(ackd_http_req_t *req)
+{
+    const char *tp = ackd_http_req_header(req, "traceparent");
+    if (!tp)
+        return NULL;
+    size_t n = strlen(tp);
+    /* 00-<32 hex>-<16 hex>-<2 hex>; a later version may append "-..." */
+    if (n < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || !hex_field(tp, 2, false) ||
+        strncmp(tp, "ff", 2) == 0 || !hex_field(tp + 3, 32, true) ||
+        !hex_field(tp + 36, 16, true) || !hex_field(tp + 53, 2, false))
+        return NULL;
+    if (n > 55 && (strncmp(tp, "00", 2) == 0 || tp[55] != '-' || n > 127))
+        return NULL;
+    return tp;
+}
+
 void api_retry_after(ackd_http_response_t *r, const ackd_task_t *t)
 {
     int64_t wait_ms = t->state == ACKD_TASK_QUEUED ? t->due_at - ackd_now_ms() : 0;

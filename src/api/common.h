@@ -65,6 +65,11 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
 const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
+/* The request's traceparent when it is one W3C Trace Context can parse
+ * (version-traceid-parentid-flags, lower-case hex, ids not all zeros), else
+ * NULL: an invalid one is neither kept nor passed on (the spec's rule: a
+ * field that does not parse starts a new trace). */
+const char *api_traceparent(ackd_http_req_t *req);
 /* Retry-After for a task that is not done: the seconds until it may run
  * (due_at: delayed, or backing off after a failure), at least 1. */
 void api_retry_after(ackd_http_response_t *r, const ackd_task_t *t);

@@ -367,8 +367,8 @@ static void on_route(ackd_http_req_t *req, void *data)
     ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
     t->request = request_json(req);
     t->correlation_id = ackd_strdup(ackd_http_req_id(req));
-    const char *tp = ackd_http_req_header(req, "traceparent");
-    if (tp && strlen(tp) < 128)
+    const char *tp = api_traceparent(req);
+    if (tp)
         t->traceparent = ackd_strdup(tp);
     const char *callback = cb ? cb : route->callback_url;
     if (callback) {

@@ -99,8 +99,8 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
     }
 #undef BAD
     t->correlation_id = ackd_strdup(ackd_http_req_id(req));
-    const char *tp = ackd_http_req_header(req, "traceparent");
-    if (tp && strlen(tp) < 128)
+    const char *tp = api_traceparent(req);
+    if (tp)
         t->traceparent = ackd_strdup(tp);
     return 0;
 }

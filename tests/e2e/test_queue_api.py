@@ -355,6 +355,29 @@ def test_request_id_and_traceparent_follow_the_task(api, q):
     assert c["correlation_id"] == "req-7f3a9b" and c["traceparent"] == tp
 
 
+@pytest.mark.parametrize("tp", [
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   # upper case
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   # an all-zero trace id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   # an all-zero parent id
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   # the forbidden version
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  # version 00 with more
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",      # no flags
+    "hello",
+], ids=["upper", "zero-trace", "zero-parent", "version-ff", "00-extra", "short", "junk"])
+def test_a_traceparent_that_does_not_parse_is_not_kept(api, q, tp):
+    """W3C Trace Context: a traceparent that does not parse starts a new
+    trace; ackd neither keeps nor passes on one (the submit still works)."""
+    tid = api.submit_ok(q, 1, headers={"traceparent": tp})
+    assert "traceparent" not in api.task(tid)
+    assert "traceparent" not in api.claim_one(q, wait=5)
+
+
+def test_a_later_traceparent_version_is_kept(api, q):
+    tp = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next"
+    tid = api.submit_ok(q, 1, headers={"traceparent": tp})
+    assert api.task(tid)["traceparent"] == tp
+
+
 def test_a_generated_request_id_becomes_the_correlation_id(api, q):
     r = api.submit(q, 1)
     rid = r.headers["X-Request-ID"]
