@@ -196,7 +196,16 @@ void ackd_wh_outcome(ackd_wh_call_t *call, CURLcode rc, const int64_t *schedule,
         *outcome = ACKD_DELIVERY_GIVE_UP;
         return;
     } else {
-        snprintf(msg, sizeof msg, "the receiver answered %ld", status);
+        char *to = NULL;
+        if (status >= 300 && status < 400)
+            curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &to);
+        if (to)
+            snprintf(msg, sizeof msg,
+                     "the receiver answered %ld, a redirect to %.200s that ackd does not follow: "
+                     "give the final URL as the callback",
+                     status, to);
+        else
+            snprintf(msg, sizeof msg, "the receiver answered %ld", status);
         retry = status == 408 || status == 429 || status >= 500;
     }
     t->error = ackd_strdup(msg);

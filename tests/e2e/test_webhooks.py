@@ -474,6 +474,9 @@ def test_other_statuses_are_final_and_redirects_not_followed(api, q, rcv, status
     d = wait_delivery(api, tid, "failed")
     assert d["tries"] == 1 and d["attempts"][0]["status"] == status
     assert str(status) in d["last_error"]
+    if 300 <= status < 400:           # where it pointed, and what to do
+        assert f"a redirect to {rcv.url(elsewhere)} that ackd does not follow" in \
+            d["last_error"], d["last_error"]
     stays(lambda: len(rcv.calls(path)) == 1, 0.5)
     assert rcv.calls(elsewhere) == []
 
