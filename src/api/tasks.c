@@ -156,8 +156,10 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
         ackd_jw_t w;
         ackd_jw_start(&w, &b, '{');
         ackd_jw_open(&w, "tasks", '[');
+        bool all_replayed = true;
         for (int i = 0; i < op->nitems; i++) {
             const ackd_task_t *t = &op->items[i].task;
+            all_replayed &= op->items[i].replayed;
             char url[96];
             snprintf(url, sizeof url, "/v1/tasks/%s", t->id);
             log_accepted(&op->items[i]);
@@ -172,6 +174,8 @@ static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
         ackd_jw_close(&w);
         ackd_jw_close(&w);
         r = api_buf_response(202, &b);
+        if (all_replayed) /* the whole batch again (under one Idempotency-Key, say) */
+            ackd_http_response_header(r, "Idempotent-Replayed", "true");
     }
     return r;
 }
@@ -236,6 +240,16 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         api_bad_field(req, "tasks", "an array of 1..1000 task objects");
         return;
     }
+    /* An Idempotency-Key covers the whole batch: task i is keyed "KEY#i",
+     * fingerprinted with the whole body, so a repeat gets the same tasks and
+     * any change to the batch is a mismatch */
+    const char *batch_key = ackd_http_req_header(req, "idempotency-key");
+    if (batch_key && (strlen(batch_key) == 0 || strlen(batch_key) > 255)) {
+        json_decref(body);
+        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
+                                  "Idempotency-Key must be 1..255 characters");
+        return;
+    }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued_done, NULL);
     op->retry = true; /* marks a batch: the answer lists every task */
     size_t n = json_array_size(arr);
@@ -259,7 +273,22 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
             return;
         }
         ackd_tq_item_t *it = &op->items[i];
-        if (it->task.idem_key) {
+        if (batch_key && it->task.idem_key) {
+            char field[48];
+            snprintf(field, sizeof field, "tasks[%zu].idempotency_key", i);
+            api_bad_field(req, field, "no key of its own: the Idempotency-Key header covers "
+                                       "the whole batch");
+            json_decref(body);
+            ackd_tq_op_free(op);
+            return;
+        }
+        if (batch_key) {
+            char key[300];
+            snprintf(key, sizeof key, "%s#%zu", batch_key, i);
+            size_t len;
+            const char *raw = ackd_http_req_body(req, &len);
+            set_idempotency(req, it, q->name, key, raw, len);
+        } else if (it->task.idem_key) {
             char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
             set_idempotency(req, it, q->name, it->task.idem_key, text, strlen(text));
             free(text);

@@ -342,6 +342,30 @@ def test_batch_items_may_carry_idempotency_keys(api, q):
     problem(api.batch(q, [{"payload": 9, "idempotency_key": "a"}]), 422, "idempotency-mismatch")
 
 
+def test_an_idempotency_key_header_covers_a_whole_batch(api, q):
+    """A client that sends its batch again under the same Idempotency-Key
+    gets the same tasks (it got new ones: the header was ignored); a
+    different batch under that key is a mismatch; an item may not carry a
+    key of its own then."""
+    tasks = [{"payload": 1}, {"payload": 2}]
+    key = {"Idempotency-Key": f"batch-{q}"}
+    r1 = api.batch(q, tasks, headers=key)
+    assert r1.status_code == 202, r1.text
+    assert "Idempotent-Replayed" not in r1.headers
+    ids = [t["task_id"] for t in r1.json()["tasks"]]
+    r2 = api.batch(q, tasks, headers=key)
+    assert r2.status_code == 202, r2.text
+    assert [t["task_id"] for t in r2.json()["tasks"]] == ids
+    assert all(t.get("replayed") is True for t in r2.json()["tasks"])
+    assert r2.headers.get("Idempotent-Replayed") == "true"
+    p = problem(api.batch(q, tasks + [{"payload": 3}], headers=key), 422, "idempotency-mismatch")
+    assert p["task_id"] == ids[0], p
+    p = problem(api.batch(q, [{"payload": 1, "idempotency_key": "own"}],
+                          headers={"Idempotency-Key": f"other-{q}"}), 422, "invalid-field")
+    assert p["field"] == "tasks[0].idempotency_key", p
+    assert sorted(t["id"] for t in api.list(queue=q)["tasks"]) == sorted(ids)
+
+
 # --------------------------------------------------------------------------
 # correlation
 
