@@ -1,6 +1,8 @@
 /* queues.c - GET /v1/queues: each configured queue with its counts per
  * state and the age of its oldest queued task; GET /v1/queues/{queue}: one
- * of them. */
+ * of them. A client key counts its own tenant's tasks; workers (who serve
+ * every tenant's) and admins count all. The oldest queued task is any
+ * tenant's: it says how long the queue keeps a task waiting now. */
 #include <string.h>
 
 #include "api/common.h"
@@ -39,10 +41,18 @@ static ackd_http_response_t *on_stats(ackd_tq_op_t *op)
 
 API_ANSWER(on_stats)
 
+static ackd_tq_op_t *stats_op(ackd_http_req_t *req, ackd_api_t *api)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL);
+    const ackd_auth_t *a = api_auth(req);
+    if (!(a->role & (ACKD_ROLE_ADMIN | ACKD_ROLE_WORKER)))
+        op->tenant = a->tenant;
+    return op;
+}
+
 static void on_queues(ackd_http_req_t *req, void *data)
 {
-    ackd_api_t *api = data;
-    api_start(req, ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL));
+    api_start(req, stats_op(req, data));
 }
 
 static void on_queue(ackd_http_req_t *req, void *data)
@@ -51,7 +61,7 @@ static void on_queue(ackd_http_req_t *req, void *data)
     const ackd_queue_conf_t *q = api_path_queue(req, api);
     if (!q)
         return;
-    ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_STATS, on_stats_done, NULL);
+    ackd_tq_op_t *op = stats_op(req, api);
     op->queue = ackd_strdup(q->name);
     api_start(req, op);
 }

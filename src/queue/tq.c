@@ -795,11 +795,11 @@ static int apply_stats(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
     if (op->queue)
-        return b->queue_stats(c, op->queue, &op->stats);
+        return b->queue_stats(c, op->queue, op->tenant, &op->stats);
     const ackd_config_t *cfg = op->tq->cfg;
     op->all_stats = ackd_calloc(cfg->nqueues + 1, sizeof *op->all_stats);
     for (size_t i = 0; i < cfg->nqueues; i++) {
-        int rc = b->queue_stats(c, cfg->queues[i].name, &op->all_stats[i]);
+        int rc = b->queue_stats(c, cfg->queues[i].name, op->tenant, &op->all_stats[i]);
         if (rc)
             return rc;
     }

@@ -203,7 +203,11 @@ typedef struct {
     int (*next_due)(ackd_store_conn_t *c, int64_t now, int64_t *due_at);
     int (*next_expiry)(ackd_store_conn_t *c, int64_t *expires_at);
     int (*task_list)(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n);
-    int (*queue_stats)(ackd_store_conn_t *c, const char *queue, ackd_queue_stats_t *out);
+    /* A queue's counts per state, of one tenant's tasks (NULL: every
+     * tenant's), and the created_at of its oldest queued task (any tenant's:
+     * how long the queue keeps a task waiting now). */
+    int (*queue_stats)(ackd_store_conn_t *c, const char *queue, const char *tenant,
+                       ackd_queue_stats_t *out);
     /* Deletes up to `limit` terminal tasks of `queue` finished before `before`,
      * with their attempts, events and deliveries. */
     int (*purge)(ackd_store_conn_t *c, const char *queue, int64_t before, int limit, int *deleted);

@@ -1127,6 +1127,44 @@ def test_admin_sees_every_tenant(keyed):
         assert r.status_code == 200 and ta in {t["id"] for t in r.json()["tasks"]}
 
 
+def test_a_client_counts_its_own_tenants_tasks(start_ackd):
+    """GET /v1/queues for a client key counts that tenant's tasks only (it
+    counted every tenant's: another tenant's volume, to anyone with a key);
+    workers, who serve every tenant, and admins count all. The oldest queued
+    age is the queue's (how long it keeps a task waiting now). Counts are
+    kept by the store per tenant, so they survive a restart."""
+    srv = start_ackd(queue_config({"counted": {"attempt_timeout": "30s"}, "jobs": {}, "other": {}},
+                                  keys=KEYS | {"key-worker-c": "acme worker counted"}))
+
+    def counts(key):
+        with Api(srv, key) as api:
+            one = api.get("/v1/queues/counted").json()
+            listed = api.queues()["counted"]
+            assert one["counts"] == listed["counts"], (one, listed)
+            return one["counts"], one["oldest_queued_age_ms"]
+
+    with Api(srv, "key-client-a") as a, Api(srv, "key-client-b") as b, \
+            Api(srv, "key-worker-c") as w:
+        for _ in range(3):
+            a.submit_ok("counted", 1)
+        tb = b.submit_ok("counted", 1)
+        c = w.claim_tasks("counted", max=100)
+        done = [x for x in c if x["id"] == tb][0]
+        assert w.complete(tb, done["lease_id"], 1).status_code == 200
+        b.submit_ok("counted", 2)
+    for _ in range(2):                       # and again after a restart
+        ca, age_a = counts("key-client-a")
+        cb, age_b = counts("key-client-b")
+        call, age = counts("key-admin")
+        assert (ca["processing"], ca["queued"], ca["completed"]) == (3, 0, 0), ca
+        assert (cb["processing"], cb["queued"], cb["completed"]) == (0, 1, 1), cb
+        assert (call["processing"], call["queued"], call["completed"]) == (3, 1, 1), call
+        assert counts("key-worker-c")[0] == call
+        assert age_a is not None and age_b is not None and age is not None
+        srv.stop()
+        srv.start()
+
+
 def test_worker_keys_claim_only_their_queues(keyed):
     with Api(keyed, "key-admin") as admin, Api(keyed, "key-worker-a") as w, \
             Api(keyed, "key-worker-both") as wb, Api(keyed, "key-client-a") as client:

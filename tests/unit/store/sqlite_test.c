@@ -118,7 +118,7 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-#define CURRENT_SCHEMA 5
+#define CURRENT_SCHEMA 6
 
 static void open_creates_schema_body(fx_t *f)
 {
@@ -233,11 +233,15 @@ static void migrates_v1_body(fx_t *f)
     CHECK_INT(t.state, ACKD_TASK_COMPLETED);
     CHECK_INT(t.event_seq, 1); /* old tasks start at their implied task.queued */
     ackd_task_clear(&t);
-    ackd_queue_stats_t st; /* v3 counted what was there */
-    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    ackd_queue_stats_t st; /* v3 counted what was there, v6 per tenant */
+    CHECK_INT(B->queue_stats(f->c, "q", NULL, &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
     CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 1);
     CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1); /* tsk_big */
+    CHECK_INT(B->queue_stats(f->c, "q", "t1", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED] + st.counts[ACKD_TASK_QUEUED], 2);
+    CHECK_INT(B->queue_stats(f->c, "q", "t2", &st), 0);
+    CHECK_INT(st.counts[ACKD_TASK_COMPLETED] + st.counts[ACKD_TASK_QUEUED], 0);
     ackd_task_t rows[2];
     int nrows = 0;
     CHECK_INT(B->task_claimable(f->c, "q", 10, 2, rows, &nrows), 0);
@@ -788,12 +792,12 @@ static void list_stats_body(fx_t *f)
     ackd_task_clear(&out[0]);
 
     ackd_queue_stats_t st;
-    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    CHECK_INT(B->queue_stats(f->c, "q", NULL, &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_QUEUED], 3);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
     CHECK_INT(st.counts[ACKD_TASK_FAILED], 0);
     CHECK_INT(st.oldest_queued_at, 5);
-    CHECK_INT(B->queue_stats(f->c, "empty", &st), 0);
+    CHECK_INT(B->queue_stats(f->c, "empty", NULL, &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_QUEUED], 0);
     CHECK_INT(st.oldest_queued_at, 0);
 }
@@ -926,24 +930,30 @@ static void purge_body(fx_t *f)
     CHECK_INT(attempts_of(f, "tsk_old_queued"), 1);
     /* the counts followed the deletes */
     ackd_queue_stats_t st;
-    CHECK_INT(B->queue_stats(f->c, "q", &st), 0);
+    CHECK_INT(B->queue_stats(f->c, "q", NULL, &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 2);
     CHECK_INT(st.counts[ACKD_TASK_FAILED], 0);
     CHECK_INT(st.counts[ACKD_TASK_CANCELED], 0);
     CHECK_INT(st.counts[ACKD_TASK_QUEUED], 1);
     CHECK_INT(st.counts[ACKD_TASK_PROCESSING], 1);
-    CHECK_INT(B->queue_stats(f->c, "r", &st), 0);
+    CHECK_INT(B->queue_stats(f->c, "r", NULL, &st), 0);
     CHECK_INT(st.counts[ACKD_TASK_COMPLETED], 1);
 }
 
 /* The counts of GET /v1/queues are kept by the store on every change of
- * state, so they equal a full count of the table after any mix of changes. */
+ * state, per tenant, so they equal a full count of the table after any mix
+ * of changes (inserts, changes of state, purges), for each tenant and for
+ * all of them. */
 static void counts_follow_body(fx_t *f)
 {
     for (int i = 0; i < 30; i++) {
         char id[32];
         snprintf(id, sizeof id, "tsk_c%02d", i);
-        CHECK_INT(insert_finished(f, id, i % 3 ? "q" : "r", ACKD_TASK_QUEUED, 0), 0);
+        ackd_task_t t = mk(id, i % 3 ? "q" : "r", ACKD_TASK_QUEUED, 0, 0);
+        ackd_free(t.tenant);
+        t.tenant = ackd_strdup(i % 5 ? "t1" : "t2");
+        CHECK_INT(B->task_insert(f->c, &t), 0);
+        ackd_task_clear(&t);
     }
     for (int i = 0; i < 30; i += 2) { /* half move on: processing, then an end */
         char id[32];
@@ -960,15 +970,23 @@ static void counts_follow_body(fx_t *f)
         CHECK_INT(B->task_update(f->c, &t), 0);
         ackd_task_clear(&t);
     }
+    int deleted = 0;
+    CHECK_INT(B->purge(f->c, "q", 1000, 3, &deleted), 0);
+    CHECK(deleted > 0);
     const char *queues[] = {"q", "r"};
+    const char *tenants[] = {NULL, "t1", "t2", "t3"};
     for (int k = 0; k < 2; k++) {
-        ackd_queue_stats_t st;
-        CHECK_INT(B->queue_stats(f->c, queues[k], &st), 0);
-        for (int state = 0; state <= ACKD_TASK_CANCELED; state++) {
-            char q[160];
-            snprintf(q, sizeof q, "SELECT COUNT(*) FROM tasks WHERE queue = '%s' AND state = %d",
-                     queues[k], state);
-            CHECK_INT(st.counts[state], count_sql(f->path, q));
+        for (int m = 0; m < 4; m++) {
+            ackd_queue_stats_t st;
+            CHECK_INT(B->queue_stats(f->c, queues[k], tenants[m], &st), 0);
+            for (int state = 0; state <= ACKD_TASK_CANCELED; state++) {
+                char q[200];
+                snprintf(q, sizeof q,
+                         "SELECT COUNT(*) FROM tasks WHERE queue = '%s' AND state = %d%s%s%s",
+                         queues[k], state, tenants[m] ? " AND tenant = '" : "",
+                         tenants[m] ? tenants[m] : "", tenants[m] ? "'" : "");
+                CHECK_INT(st.counts[state], count_sql(f->path, q));
+            }
         }
     }
 }
