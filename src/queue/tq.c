@@ -297,6 +297,10 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
         } else if (!s->due_hint || it->task.due_at < s->due_hint) {
             s->due_hint = it->task.due_at;
         }
+        /* a deadline is on the expiry timer (leased or not, it may pass) */
+        if (!claimer && it->task.deadline_at &&
+            (!s->expiry_hint || it->task.deadline_at < s->expiry_hint))
+            s->expiry_hint = it->task.deadline_at;
     }
     if (op->load_task && op->nitems == 1) {
         /* from now on this op is a (long-polling) read of its task: a wake-up
@@ -656,8 +660,13 @@ static int apply_retry(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_s
     if (t->state != ACKD_TASK_FAILED && t->state != ACKD_TASK_CANCELED)
         return deny(op, ACKD_ECONFLICT, "only failed or canceled tasks can be retried");
     const ackd_queue_conf_t *q = queue_conf(op->tq, t->queue);
-    /* a redriven task gets a fresh allowance of attempts */
+    /* a redriven task gets a fresh allowance of attempts, and of time */
     t->max_attempts = t->attempts + (q ? q->max_attempts : 1);
+    if (q && q->deadline_ms) {
+        t->deadline_at = s->now + q->deadline_ms;
+        if (!s->expiry_hint || t->deadline_at < s->expiry_hint)
+            s->expiry_hint = t->deadline_at;
+    }
     t->due_at = s->now;
     t->finished_at = 0;
     t->cancel_requested = false;
@@ -1073,14 +1082,58 @@ static int apply_delivery_record(ackd_store_op_t *s, const ackd_store_backend_t 
 
 /* --- internal work: lease expiry and retention --- */
 
+/* Queued tasks whose deadline passed fail without running: "per task
+ * overall", as a processing one that fails after it is not retried. */
+static int fail_overdue(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_store_conn_t *c,
+                        bool *more)
+{
+    ackd_store_op_t *s = &op->base;
+    char ids[EXPIRE_BATCH][ACKD_ID_MAX];
+    int n = 0;
+    int rc = b->task_overdue(c, s->now, EXPIRE_BATCH, ids, &n);
+    *more = n == EXPIRE_BATCH;
+    for (int i = 0; i < n && rc == 0; i++) {
+        memcpy(op->id, ids[i], ACKD_ID_MAX);
+        ackd_task_clear(&op->task);
+        rc = b->task_get(c, op->id, &op->task);
+        if (rc)
+            break;
+        ackd_task_t *t = &op->task;
+        const ackd_queue_conf_t *q = queue_conf(op->tq, t->queue);
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "{\"message\":\"the deadline passed before the task could run (queue %s: "
+                 "deadline = %lld ms)\",\"status\":null}",
+                 t->queue, (long long)(q ? q->deadline_ms : t->deadline_at - t->created_at));
+        ackd_free(op->error);
+        op->error = ackd_strdup(msg);
+        ackd_free(t->error);
+        t->error = ackd_strdup(msg);
+        ACKD_LOG(ACKD_LOG_WARN, "deadline passed", LOG_STR("task_id", t->id),
+                 LOG_STR("queue", t->queue), LOG_STR("correlation_id", t->correlation_id));
+        rc = finish(op, b, c, ACKD_TASK_FAILED, NULL);
+        note_changed(op, t->id);
+    }
+    return rc;
+}
+
 static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_store_conn_t *c)
 {
     ackd_tq_op_t *op = (ackd_tq_op_t *)s;
+    bool more_overdue = false;
+    int rc = fail_overdue(op, b, c, &more_overdue);
+    if (rc)
+        return rc;
+    if (more_overdue)
+        s->expiry_hint = s->now; /* more to do: come back at once */
     char ids[EXPIRE_BATCH][ACKD_ID_MAX];
     int n = 0;
-    int rc = b->task_expired(c, s->now, EXPIRE_BATCH, ids, &n);
-    if (rc || n == 0)
+    rc = b->task_expired(c, s->now, EXPIRE_BATCH, ids, &n);
+    if (rc || n == 0) {
+        s->changed_id[0] = '\0';
         return rc;
+    }
+    ackd_free(op->error);
     op->error = ackd_strdup("{\"message\":\"lease expired\",\"status\":null}");
     for (int i = 0; i < n && rc == 0; i++) {
         memcpy(op->id, ids[i], ACKD_ID_MAX);

@@ -39,6 +39,9 @@
  *   6  queue_counts per (queue, tenant, state): a client key sees its own
  *      tenant's counts, not every tenant's; the others add them up (a few
  *      rows per queue).
+ *   7  tasks_deadline: the queued tasks that have a deadline (a queue's
+ *      `deadline`), so the expiry timer fails them when it passes, claimed
+ *      or not. Tasks without one are not in it: nothing to write for them.
  * Checkpoints (copying the WAL back into the database file) run on a thread
  * of their own (ckpt_t below), not inside the committer's COMMIT.
  *
@@ -136,6 +139,8 @@ static const char *const migrations[] = {
     " GROUP BY queue, COALESCE(tenant, ''), state;"
     "DROP TABLE queue_counts;"
     "ALTER TABLE queue_counts_6 RENAME TO queue_counts;",
+    /* 7 */
+    "CREATE INDEX tasks_deadline ON tasks(deadline_at) WHERE state = 0 AND deadline_at IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -169,7 +174,8 @@ static const char *const migrations[] = {
 
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_NEXT_DUE, S_NEXT_EXPIRY,
+    S_TASK_INSERT, S_TASK_GET, S_TASK_UPDATE, S_CLAIMABLE, S_EXPIRED, S_OVERDUE, S_NEXT_DUE,
+    S_NEXT_EXPIRY,
     S_STATS_COUNTS, S_COUNT_ADD, S_TASK_STATE, S_STATS_OLDEST,
     S_PURGE_SELECT, S_PURGE_TASK, S_PURGE_ATTEMPTS, S_PURGE_BODIES, S_BODIES_INSERT,
     S_ATT_INSERT, S_ATT_LIST,
@@ -201,7 +207,12 @@ static const char *const sql[S_COUNT] = {
     [S_NEXT_DUE] = "SELECT MIN(x) FROM (SELECT MIN(due_at) AS x FROM tasks WHERE state = 0 AND"
                    " due_at > created_at AND due_at > ?1 UNION ALL"
                    " SELECT MIN(next_at) FROM deliveries WHERE state = 0 AND next_at > ?1)",
-    [S_NEXT_EXPIRY] = "SELECT MIN(lease_expires_at) FROM tasks WHERE state = 1",
+    [S_OVERDUE] = "SELECT id FROM tasks WHERE state = 0 AND deadline_at IS NOT NULL"
+                  " AND deadline_at <= ? ORDER BY deadline_at LIMIT ?",
+    /* a lease that expires, or a deadline that passes (each from its index) */
+    [S_NEXT_EXPIRY] = "SELECT MIN(t) FROM ("
+                      "SELECT MIN(lease_expires_at) AS t FROM tasks WHERE state = 1 UNION ALL"
+                      " SELECT MIN(deadline_at) FROM tasks WHERE state = 0 AND deadline_at IS NOT NULL)",
     [S_STATS_COUNTS] = "SELECT state, SUM(n) FROM queue_counts WHERE queue = ?1"
                        " AND (?2 IS NULL OR tenant = ?2) GROUP BY state",
     [S_COUNT_ADD] = "INSERT INTO queue_counts (queue, tenant, state, n) VALUES (?1, ?2, ?3, ?4)"
@@ -1084,6 +1095,17 @@ static int sq_task_expired(ackd_store_conn_t *c, int64_t now, int limit, char (*
     return collect_ids(c, s, limit, ids, n, "expired");
 }
 
+static int sq_task_overdue(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                           int *n)
+{
+    sqlite3_stmt *s = stmt(c, S_OVERDUE);
+    if (!s)
+        return ACKD_EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, limit);
+    return collect_ids(c, s, limit, ids, n, "overdue");
+}
+
 static int single_int64(ackd_store_conn_t *c, sqlite3_stmt *s, int64_t *out, const char *what)
 {
     int rc = sqlite3_step(s);
@@ -1567,6 +1589,7 @@ const ackd_store_backend_t ackd_store_sqlite = {
     .task_expired = sq_task_expired,
     .next_due = sq_next_due,
     .next_expiry = sq_next_expiry,
+    .task_overdue = sq_task_overdue,
     .task_list = sq_task_list,
     .queue_stats = sq_queue_stats,
     .purge = sq_purge,

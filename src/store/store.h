@@ -201,7 +201,12 @@ typedef struct {
      * written (due_at > created_at: delayed or backing off) or of a pending
      * delivery; 0 if none. */
     int (*next_due)(ackd_store_conn_t *c, int64_t now, int64_t *due_at);
+    /* Earliest lease expiry of a processing task, or deadline of a queued
+     * one; 0 if none. */
     int (*next_expiry)(ackd_store_conn_t *c, int64_t *expires_at);
+    /* Ids of queued tasks whose deadline passed at `now`, earliest first. */
+    int (*task_overdue)(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                        int *n);
     int (*task_list)(ackd_store_conn_t *c, const ackd_task_filter_t *f, ackd_task_t *out, int *n);
     /* A queue's counts per state, of one tenant's tasks (NULL: every
      * tenant's), and the created_at of its oldest queued task (any tenant's:

@@ -369,3 +369,74 @@ def test_claims_may_wait_on_hundreds_of_queues(start_ackd):
     finally:
         for c in conns:
             c.close()
+
+
+# --------------------------------------------------------------------------
+# a queue's deadline: the task's overall time
+
+DEADLINE = 0.6
+
+
+@pytest.fixture(scope="module")
+def dl_server(start_ackd_module):
+    return start_ackd_module(queue_config({
+        "dl": {"deadline": f"{int(DEADLINE * 1000)}ms", "max_attempts": 5, "retry_base": "10ms",
+               "retry_cap": "10ms", "attempt_timeout": "30s"},
+        "dl2": {"deadline": "300ms", "attempt_timeout": "30s"}}))
+
+
+def test_a_queued_task_fails_when_its_deadline_passes(dl_server):
+    """Nobody claims it: it fails at its deadline (the timer on the earliest
+    deadline, like lease expiry), not when a worker turns up hours later,
+    and a waiting client learns it then."""
+    with Api(dl_server) as api:
+        t0 = time.monotonic()
+        tid = api.submit_ok("dl", 1)
+        d = api.task(tid, wait=5, history=True)
+        secs = time.monotonic() - t0
+        assert d["status"] == "failed", d
+        assert DEADLINE - 0.05 <= secs <= DEADLINE + 1.0 * SLOW, secs
+        assert d["attempts"] == 0 and d["history"] == [], d
+        assert d["error"]["message"].startswith("the deadline passed before the task could run"), d
+        assert [e["type"] for e in d["events"]] == ["task.queued", "task.failed"], d["events"]
+        assert api.claim_tasks("dl", wait=0.2) == []          # nothing left to hand out
+        assert api.queues()["dl"]["counts"]["failed"] >= 1
+
+
+def test_a_running_attempt_may_finish_after_the_deadline_but_not_retry(dl_server):
+    with Api(dl_server) as api:
+        done = api.submit_ok("dl", "done")
+        again = api.submit_ok("dl", "again")
+        claimed = {c["id"]: c for c in api.claim_tasks("dl", max=2, wait=5)}
+        assert set(claimed) == {done, again}
+        time.sleep(DEADLINE + 0.2)
+        assert api.status(done) == "processing"               # a running attempt is not cut
+        assert api.complete(done, claimed[done]["lease_id"], {"ok": 1}).status_code == 200
+        assert api.status(done) == "completed"
+        r = api.fail(again, claimed[again]["lease_id"], "boom", retry=True)
+        assert r.status_code == 200, r.text
+        assert api.status(again) == "failed"                  # past its deadline: no retry
+
+
+def test_a_redriven_task_gets_a_fresh_deadline(dl_server):
+    with Api(dl_server) as api:
+        tid = api.submit_ok("dl2", 1)
+        assert api.task(tid, wait=5)["status"] == "failed"
+        assert api.retry(tid).status_code == 202
+        assert api.status(tid) == "queued"
+        t0 = time.monotonic()
+        assert api.task(tid, wait=5)["status"] == "failed"
+        assert time.monotonic() - t0 >= 0.25
+
+
+def test_a_deadline_that_passed_while_ackd_was_down_fails_the_task_at_start(start_ackd):
+    srv = start_ackd(queue_config({"dl": {"deadline": "500ms"}}))
+    with Api(srv) as api:
+        tid = api.submit_ok("dl", 1)
+    srv.stop()
+    time.sleep(0.7)
+    srv.start()
+    with Api(srv) as api:
+        assert api.claim_tasks("dl", wait=0.3) == []
+        d = api.task(tid)
+        assert d["status"] == "failed", d
