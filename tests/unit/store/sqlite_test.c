@@ -118,7 +118,7 @@ static int insert(fx_t *f, const char *id, const char *queue, int state, int pri
 
 /* --- schema --- */
 
-#define CURRENT_SCHEMA 6
+#define CURRENT_SCHEMA 7
 
 static void open_creates_schema_body(fx_t *f)
 {
@@ -158,15 +158,19 @@ TEST(sqlite_open_creates_current_schema)
 
 static void newer_schema_refused_body(fx_t *f)
 {
-    CHECK_INT(exec_sql(f->path, "CREATE TABLE x(a); PRAGMA user_version = 7;"), SQLITE_OK);
-    CHECK_INT(user_version(f->path), 7);
+    int newer = CURRENT_SCHEMA + 1;
+    char sql[96], want[48];
+    snprintf(sql, sizeof sql, "CREATE TABLE x(a); PRAGMA user_version = %d;", newer);
+    snprintf(want, sizeof want, "schema version %d", newer);
+    CHECK_INT(exec_sql(f->path, sql), SQLITE_OK);
+    CHECK_INT(user_version(f->path), newer);
     f->err[0] = '\0';
     CHECK(B->open(f->path, true, true, &f->c, f->err, sizeof f->err) < 0);
     CHECK(f->c == NULL);
-    CHECK(strstr(f->err, "schema version 7") != NULL);
+    CHECK(strstr(f->err, want) != NULL);
     CHECK(strstr(f->err, "newer") != NULL);
     /* and left alone */
-    CHECK_INT(user_version(f->path), 7);
+    CHECK_INT(user_version(f->path), newer);
 }
 
 TEST(sqlite_newer_schema_refused)
@@ -750,6 +754,59 @@ TEST(sqlite_next_expiry_and_expired)
     fx_t f;
     CHECK_INT(fx_open(&f), 0);
     expiry_body(&f);
+    fx_close(&f);
+}
+
+/* A queue's deadline: queued tasks that have one are on the expiry timer
+ * too, and are found when it passes; tasks without one, or no longer
+ * queued, are not. */
+static int insert_deadline(fx_t *f, const char *id, int state, int64_t deadline)
+{
+    ackd_task_t t = mk(id, "q", state, 0, 1);
+    t.deadline_at = deadline;
+    if (state == ACKD_TASK_PROCESSING) {
+        snprintf(t.lease_id, sizeof t.lease_id, "lse_%s", id);
+        t.lease_expires_at = 9000;
+    }
+    int rc = B->task_insert(f->c, &t);
+    ackd_task_clear(&t);
+    return rc;
+}
+
+TEST(sqlite_deadlines_are_on_the_expiry_timer)
+{
+    fx_t f;
+    CHECK_INT(fx_open(&f), 0);
+    CHECK_INT(insert_deadline(&f, "tsk_d1", ACKD_TASK_QUEUED, 3000), 0);
+    CHECK_INT(insert_deadline(&f, "tsk_d2", ACKD_TASK_QUEUED, 2000), 0);
+    CHECK_INT(insert_deadline(&f, "tsk_d3", ACKD_TASK_QUEUED, 0), 0);          /* none */
+    CHECK_INT(insert_deadline(&f, "tsk_d4", ACKD_TASK_PROCESSING, 1000), 0);   /* running */
+    CHECK_INT(insert_deadline(&f, "tsk_d5", ACKD_TASK_COMPLETED, 500), 0);     /* ended */
+    int64_t at = -1;
+    CHECK_INT(B->next_expiry(f.c, &at), 0);
+    CHECK_INT(at, 2000); /* tsk_d2's deadline, before tsk_d4's lease (9000) */
+    char ids[8][ACKD_ID_MAX];
+    int n = -1;
+    CHECK_INT(B->task_overdue(f.c, 1999, 8, ids, &n), 0);
+    CHECK_INT(n, 0);
+    CHECK_INT(B->task_overdue(f.c, 5000, 8, ids, &n), 0);
+    CHECK_INT(n, 2);
+    CHECK_STR(ids[0], "tsk_d2");
+    CHECK_STR(ids[1], "tsk_d1");
+    CHECK_INT(B->task_overdue(f.c, 5000, 1, ids, &n), 0);
+    CHECK_INT(n, 1);
+    /* once it is no longer queued, it leaves the timer */
+    ackd_task_t t = {0};
+    CHECK_INT(B->task_get(f.c, "tsk_d2", &t), 0);
+    t.state = ACKD_TASK_FAILED;
+    t.finished_at = 2000;
+    CHECK_INT(B->task_update(f.c, &t), 0);
+    ackd_task_clear(&t);
+    CHECK_INT(B->next_expiry(f.c, &at), 0);
+    CHECK_INT(at, 3000);
+    CHECK_INT(count_sql(f.path, "SELECT COUNT(*) FROM pragma_index_list('tasks')"
+                                " WHERE name = 'tasks_deadline' AND partial = 1"),
+              1);
     fx_close(&f);
 }
 
