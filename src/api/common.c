@@ -147,17 +147,27 @@ json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *
 
 int api_duration(const json_t *v, int64_t *ms)
 {
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+    /* bounded before the multiplication: 1e20 seconds was an overflow, a
+     * due time in the past, and a task run at once */
+    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+        json_integer_value(v) <= API_MAX_DELAY_MS / 1000) {
         *ms = json_integer_value(v) * 1000;
         return 0;
     }
-    if (json_is_real(v) && json_real_value(v) >= 0) {
+    if (json_is_real(v) && json_real_value(v) >= 0 &&
+        json_real_value(v) <= (double)(API_MAX_DELAY_MS / 1000)) {
         *ms = (int64_t)(json_real_value(v) * 1000.0);
         return 0;
     }
-    if (json_is_string(v))
-        return ackd_parse_duration_ms(json_string_value(v), ms);
+    if (json_is_string(v) && ackd_parse_duration_ms(json_string_value(v), ms) == 0 &&
+        *ms <= API_MAX_DELAY_MS)
+        return 0;
     return ACKD_EINVAL;
+}
+
+int api_duration_in(const json_t *v, int64_t min_ms, int64_t max_ms, int64_t *ms)
+{
+    return api_duration(v, ms) == 0 && *ms >= min_ms && *ms <= max_ms ? 0 : ACKD_EINVAL;
 }
 
 const char *api_task_id(ackd_http_req_t *req)
@@ -279,7 +289,8 @@ const char *api_callback_url_problem(const ackd_api_t *api, const char *url, cha
     const char *why = ackd_guard_check(&api->guard, (const struct sockaddr *)&ss);
     if (!why)
         return NULL;
-    snprintf(buf, n, "a URL ackd may call: %s is a %s address (open it with [webhooks] allow_private)",
+    snprintf(buf, n,
+             "a URL ackd may call: %s is a %s address (open it with [webhooks] allow_private)",
              shown, why);
     return buf;
 }
@@ -300,7 +311,8 @@ int api_known_members(ackd_http_req_t *req, json_t *obj, const char *const *know
         snprintf(field, sizeof field, "%s%s", prefix, key);
         size_t n = (size_t)snprintf(expected, sizeof expected, "a known field (");
         for (int i = 0; known[i] && n < sizeof expected; i++)
-            n += (size_t)snprintf(expected + n, sizeof expected - n, "%s%s", i ? ", " : "", known[i]);
+            n += (size_t)snprintf(expected + n, sizeof expected - n, "%s%s", i ? ", " : "",
+                                  known[i]);
         if (n < sizeof expected)
             snprintf(expected + n, sizeof expected - n, ")");
         api_bad_field(req, field, expected);

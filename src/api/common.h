@@ -34,9 +34,16 @@ json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
  * member, api_body_object. */
 json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
                              char **bulky_text);
-/* A duration given as seconds (number) or a string ("250ms", "30s"). 0 or
- * ACKD_EINVAL. */
+/* The longest wait a request may ask for (delay, run_at, retry_after) and
+ * the longest lease (timeout, lease): beyond them a value is a mistake, and
+ * their milliseconds must not overflow. */
+#define API_MAX_DELAY_MS (366LL * 24 * 3600 * 1000)
+#define API_MAX_LEASE_MS (7LL * 24 * 3600 * 1000)
+/* A duration given as seconds (number) or a string ("250ms", "30s"), at
+ * most API_MAX_DELAY_MS. 0 or ACKD_EINVAL. */
 int api_duration(const json_t *v, int64_t *ms);
+/* api_duration within min_ms..max_ms. */
+int api_duration_in(const json_t *v, int64_t min_ms, int64_t max_ms, int64_t *ms);
 /* The {id} of the route when it is a task id; otherwise answers 404 (the
  * same as for a task that does not exist) and returns NULL. */
 const char *api_task_id(ackd_http_req_t *req);

@@ -57,7 +57,8 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
     int64_t ms;
     if ((v = json_object_get(obj, "delay"))) {
         if (api_duration(v, &ms) != 0)
-            BAD("delay", "a duration: seconds as a number, or a string like \"250ms\", \"30s\"");
+            BAD("delay", "a duration up to 366 days: seconds as a number, or a string like "
+                         "\"250ms\", \"30s\"");
         t->due_at = now + ms;
     }
     if ((v = json_object_get(obj, "run_at"))) {
@@ -65,6 +66,8 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
             BAD("run_at", "an RFC 3339 time like \"2026-11-24T10:00:00Z\"");
         if (json_object_get(obj, "delay"))
             BAD("run_at", "either delay or run_at, not both");
+        if (ms > now + API_MAX_DELAY_MS)
+            BAD("run_at", "a time within 366 days from now");
         t->due_at = ms > now ? ms : now;
     }
     if ((v = json_object_get(obj, "priority"))) {
@@ -78,8 +81,8 @@ static int decode_task(ackd_http_req_t *req, ackd_api_t *api, const ackd_queue_c
         t->max_attempts = (int)json_integer_value(v);
     }
     if ((v = json_object_get(obj, "timeout"))) {
-        if (api_duration(v, &ms) != 0 || ms < 100)
-            BAD("timeout", "a duration of at least 100ms");
+        if (api_duration_in(v, 100, API_MAX_LEASE_MS, &ms) != 0)
+            BAD("timeout", "a duration from 100ms to 7 days");
         t->timeout_ms = ms;
     }
     if ((v = json_object_get(obj, "callback_url"))) {

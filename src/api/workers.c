@@ -112,8 +112,8 @@ static void on_claim(ackd_http_req_t *req, void *data)
                                                   : api->cfg->server.max_wait_ms);
     }
     if (!bad && (v = json_object_get(body, "lease"))) {
-        if (api_duration(v, &ms) != 0 || ms < 100)
-            bad = "lease", expected = "a duration of at least 100ms";
+        if (api_duration_in(v, 100, API_MAX_LEASE_MS, &ms) != 0)
+            bad = "lease", expected = "a duration from 100ms to 7 days";
         else
             op->lease_ms = ms;
     }
@@ -231,8 +231,8 @@ static void on_heartbeat(ackd_http_req_t *req, void *data)
     int64_t ms;
     const char *bad = NULL, *expected = NULL;
     if ((v = json_object_get(body, "lease"))) {
-        if (api_duration(v, &ms) != 0 || ms < 100)
-            bad = "lease", expected = "a duration of at least 100ms";
+        if (api_duration_in(v, 100, API_MAX_LEASE_MS, &ms) != 0)
+            bad = "lease", expected = "a duration from 100ms to 7 days";
         else
             op->lease_ms = ms;
     }
@@ -334,7 +334,8 @@ static void on_fail(ackd_http_req_t *req, void *data)
     }
     if (!bad && (v = json_object_get(body, "retry_after"))) {
         if (api_duration(v, &ms) != 0)
-            bad = "retry_after", expected = "a duration: seconds, or a string like \"30s\"";
+            bad = "retry_after",
+            expected = "a duration up to 366 days: seconds, or a string like \"30s\"";
         else
             op->retry_after_ms = ms;
     }

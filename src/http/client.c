@@ -291,7 +291,9 @@ const char *ackd_http_client_error(CURLcode rc, const char *errbuf, const char *
     case CURLE_RECV_ERROR: pre = "the connection to ", post = " broke while receiving"; break;
     case CURLE_UNSUPPORTED_PROTOCOL: /* "Received HTTP/0.9 when not allowed" */
     case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_BAD_CONTENT_ENCODING: pre = "", post = " answered with something that is not HTTP"; break;
+    case CURLE_BAD_CONTENT_ENCODING:
+        pre = "", post = " answered with something that is not HTTP";
+        break;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION: pre = "the TLS handshake with ", post = " failed"; break;
     default: break;

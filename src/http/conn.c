@@ -292,8 +292,8 @@ static int check_single_fields(ackd_http_conn_t *c, ackd_http_req_t *req)
             for (const char *const *s = single; *s; s++)
                 if (strcasecmp(*s, h->name) == 0) {
                     char msg[160];
-                    snprintf(msg, sizeof msg, "the request has two %.64s fields with different values",
-                             h->name);
+                    snprintf(msg, sizeof msg,
+                             "the request has two %.64s fields with different values", h->name);
                     return fail_with(c, 400, ackd_arena_strndup(&req->arena, msg, strlen(msg)));
                 }
             break;

@@ -140,7 +140,8 @@ static const char *const migrations[] = {
     "DROP TABLE queue_counts;"
     "ALTER TABLE queue_counts_6 RENAME TO queue_counts;",
     /* 7 */
-    "CREATE INDEX tasks_deadline ON tasks(deadline_at) WHERE state = 0 AND deadline_at IS NOT NULL;",
+    "CREATE INDEX tasks_deadline ON tasks(deadline_at)"
+    " WHERE state = 0 AND deadline_at IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -212,7 +213,8 @@ static const char *const sql[S_COUNT] = {
     /* a lease that expires, or a deadline that passes (each from its index) */
     [S_NEXT_EXPIRY] = "SELECT MIN(t) FROM ("
                       "SELECT MIN(lease_expires_at) AS t FROM tasks WHERE state = 1 UNION ALL"
-                      " SELECT MIN(deadline_at) FROM tasks WHERE state = 0 AND deadline_at IS NOT NULL)",
+                      " SELECT MIN(deadline_at) FROM tasks"
+                      " WHERE state = 0 AND deadline_at IS NOT NULL)",
     [S_STATS_COUNTS] = "SELECT state, SUM(n) FROM queue_counts WHERE queue = ?1"
                        " AND (?2 IS NULL OR tenant = ?2) GROUP BY state",
     [S_COUNT_ADD] = "INSERT INTO queue_counts (queue, tenant, state, n) VALUES (?1, ?2, ?3, ?4)"

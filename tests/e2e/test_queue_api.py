@@ -190,10 +190,12 @@ def test_unknown_field_is_422_naming_it(api, q):
 
 @pytest.mark.parametrize("field,value", [
     ("delay", "soon"), ("delay", -1), ("delay", [1]),
-    ("run_at", "tomorrow"), ("run_at", 1700000000),
+    # beyond a year: a mistake (1e20 s overflowed into a due time in the past)
+    ("delay", 1e20), ("delay", 9223372036854775807), ("delay", "400d"),
+    ("run_at", "tomorrow"), ("run_at", 1700000000), ("run_at", "9999-12-31T23:59:59Z"),
     ("priority", "high"), ("priority", 5000), ("priority", 1.5),
     ("max_attempts", 0), ("max_attempts", "3"),
-    ("timeout", "10ms"), ("timeout", "forever"),
+    ("timeout", "10ms"), ("timeout", "forever"), ("timeout", "8d"),
     ("callback_url", "ftp://example.com/x"), ("callback_url", 7),
 ])
 def test_wrong_field_type_is_422_naming_the_field(api, q, field, value):
@@ -791,6 +793,7 @@ def test_claim_on_an_empty_queue_is_204_after_the_wait(api, q):
 @pytest.mark.parametrize("body,field", [
     ({"max": 0}, "max"), ({"max": 101}, "max"), ({"max": "2"}, "max"),
     ({"wait": "a while"}, "wait"), ({"lease": "10ms"}, "lease"), ({"lease": "long"}, "lease"),
+    ({"lease": "1000d"}, "lease"), ({"wait": 1e300}, "wait"),
 ])
 def test_bad_claim_is_422(api, q, body, field):
     api.submit_ok(q, 1)
@@ -841,7 +844,7 @@ def test_heartbeat_extends_the_lease_and_records_progress(api, q):
 @pytest.mark.parametrize("body,field", [
     ({}, "lease_id"), ({"lease_id": 5}, "lease_id"),
     ({"progress": 101}, "progress"), ({"progress": -1}, "progress"), ({"progress": "half"}, "progress"),
-    ({"message": 5}, "message"), ({"lease": "1ms"}, "lease"),
+    ({"message": 5}, "message"), ({"lease": "1ms"}, "lease"), ({"lease": "8d"}, "lease"),
 ])
 def test_bad_heartbeat_is_422(api, q, body, field):
     tid = api.submit_ok(q, 1)
@@ -975,6 +978,7 @@ def test_fail_keeps_a_structured_error(api, q):
 
 @pytest.mark.parametrize("body,field", [
     ({"retry": "yes"}, "retry"), ({"retry_after": "eventually"}, "retry_after"),
+    ({"retry_after": 1e30}, "retry_after"),
 ])
 def test_bad_fail_is_422(api, q, body, field):
     tid = api.submit_ok(q, 1)
