@@ -1086,26 +1086,28 @@ static int sq_task_claimable(ackd_store_conn_t *c, const char *queue, int64_t no
     return fail(c, "claimable");
 }
 
-static int sq_task_expired(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
-                           int *n)
+/* Ids of tasks whose time (a lease's end, a deadline) came at `now`. */
+static int ids_due(ackd_store_conn_t *c, int which, int64_t now, int limit,
+                   char (*ids)[ACKD_ID_MAX], int *n)
 {
-    sqlite3_stmt *s = stmt(c, S_EXPIRED);
+    sqlite3_stmt *s = stmt(c, which);
     if (!s)
         return ACKD_EIO;
     sqlite3_bind_int64(s, 1, now);
     sqlite3_bind_int(s, 2, limit);
-    return collect_ids(c, s, limit, ids, n, "expired");
+    return collect_ids(c, s, limit, ids, n, sql[which]);
+}
+
+static int sq_task_expired(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
+                           int *n)
+{
+    return ids_due(c, S_EXPIRED, now, limit, ids, n);
 }
 
 static int sq_task_overdue(ackd_store_conn_t *c, int64_t now, int limit, char (*ids)[ACKD_ID_MAX],
                            int *n)
 {
-    sqlite3_stmt *s = stmt(c, S_OVERDUE);
-    if (!s)
-        return ACKD_EIO;
-    sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_int(s, 2, limit);
-    return collect_ids(c, s, limit, ids, n, "overdue");
+    return ids_due(c, S_OVERDUE, now, limit, ids, n);
 }
 
 static int single_int64(ackd_store_conn_t *c, sqlite3_stmt *s, int64_t *out, const char *what)
