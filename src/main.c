@@ -171,26 +171,21 @@ static int serve(const ackd_config_t *cfg)
         fprintf(stderr, "ackd: [storage] %s\n", err);
         return 1;
     }
-    ackd_webhook_sender_t *sender = NULL;
-    if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
-        ackd_tq_close(tq);
-        return 1;
-    }
-    daemon_t d = {.grace_ms = cfg->server.shutdown_grace_ms, .sender = sender};
+    /* Listening comes before anything that claims work (the webhook sender,
+     * the dispatcher): a start that fails on a port in use must not have
+     * leased tasks it will never run, nor sent a webhook. Connections wait
+     * in the backlog until the loop runs. */
+    daemon_t d = {.grace_ms = cfg->server.shutdown_grace_ms};
     ackd_api_t api = {.cfg = cfg, .tq = tq};
     d.api = &api;
     uv_loop_init(&d.loop);
-    if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0) {
-        ackd_webhook_sender_stop(sender, 0);
-        ackd_webhook_sender_join(sender);
-        ackd_tq_close(tq);
-        ackd_webhook_sender_free(sender);
-        return 1;
-    }
     ackd_router_t *router = ackd_router_new();
     int rc = ackd_api_register(router, &api);
     if (rc) {
         fprintf(stderr, "ackd: cannot build the route table (%d)\n", rc);
+        ackd_api_stop(&api);
+        ackd_router_free(router);
+        ackd_tq_close(tq);
         return 1;
     }
     ackd_http_limits_t limits = limits_from(&cfg->server);
@@ -200,6 +195,26 @@ static int serve(const ackd_config_t *cfg)
         ACKD_LOG(ACKD_LOG_ERROR, "cannot listen", LOG_STR("listen", cfg->server.listen),
                  LOG_STR("error", uv_strerror(rc)));
         fprintf(stderr, "ackd: cannot listen on %s: %s\n", cfg->server.listen, uv_strerror(rc));
+        ackd_http_server_shutdown(d.http, NULL, NULL);
+        uv_run(&d.loop, UV_RUN_DEFAULT); /* its handles close */
+        ackd_http_server_free(d.http);
+        ackd_api_stop(&api);
+        ackd_router_free(router);
+        ackd_tq_close(tq);
+        uv_loop_close(&d.loop);
+        return 1;
+    }
+    ackd_webhook_sender_t *sender = NULL;
+    if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
+        ackd_tq_close(tq);
+        return 1;
+    }
+    d.sender = sender;
+    if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0) {
+        ackd_webhook_sender_stop(sender, 0);
+        ackd_webhook_sender_join(sender);
+        ackd_tq_close(tq);
+        ackd_webhook_sender_free(sender);
         return 1;
     }
     uv_signal_init(&d.loop, &d.sigterm);

@@ -814,3 +814,36 @@ def test_sigterm_with_calls_in_flight_stops_cleanly(start_ackd, make_upstream):
             for t in threads:
                 t.join(15 * SLOW)
         assert not srv.problems(), srv.problems()
+
+
+def test_a_start_on_a_port_in_use_takes_no_task(start_ackd, make_upstream, tmp_path):
+    """ackd listens before it starts claiming: a start that fails on a port
+    in use leased nothing (its dispatcher had claimed due tasks, which then
+    waited out their lease, 30 s here, and counted an attempt), and exits 1
+    having freed what it made (ASan's leak check)."""
+    up = make_upstream()
+    up.on("/", answer(200, {"ok": True}))
+    db = str(tmp_path / "shared.db")
+    cfg = queue_config({"p": fast_retry(upstream=up.origin, attempt_timeout="30s")},
+                       storage={"path": db})
+    a = start_ackd(cfg)
+    with Api(a) as api:
+        tid = api.submit_ok("p", {"x": 1}, delay="1s")
+    a.stop()
+    time.sleep(1.2)                                   # due now, and nobody serving it
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        b = start_ackd(cfg, port=port, wait=False)
+        assert b.wait_exit(15 * SLOW) == 1
+        b.expected_returncodes = {1}
+        assert "address already in use" in b.stderr_text()
+    assert up.calls("/") == []
+    c = start_ackd(cfg)
+    t0 = time.monotonic()
+    with Api(c) as api:
+        d = terminal(api, tid, timeout=SOON + 5)
+        assert d["status"] == "completed" and d["attempts"] == 1, d
+    assert time.monotonic() - t0 < 5 * SLOW               # not the 30 s lease
+    assert [x.attempt for x in up.calls("/")] == [1]
