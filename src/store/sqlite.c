@@ -139,9 +139,9 @@ static const char *const migrations[] = {
     " GROUP BY queue, COALESCE(tenant, ''), state;"
     "DROP TABLE queue_counts;"
     "ALTER TABLE queue_counts_6 RENAME TO queue_counts;",
-    /* 7 */
-    "CREATE INDEX tasks_deadline ON tasks(deadline_at)"
-    " WHERE state = 0 AND deadline_at IS NOT NULL;",
+    /* 7 (parenthesized: clang takes two literals in a list for a missing comma) */
+    ("CREATE INDEX tasks_deadline ON tasks(deadline_at)"
+     " WHERE state = 0 AND deadline_at IS NOT NULL;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
