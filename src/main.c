@@ -145,6 +145,25 @@ static ackd_http_limits_t limits_from(const ackd_server_conf_t *s)
     };
 }
 
+/* A start that failed once the server existed: closes what was opened, in
+ * the order of a stop; 1. */
+static int start_failed(daemon_t *d, ackd_router_t *router)
+{
+    ackd_http_server_shutdown(d->http, NULL, NULL);
+    if (d->sender)
+        ackd_webhook_sender_stop(d->sender, 0);
+    uv_run(&d->loop, UV_RUN_DEFAULT); /* the handles close */
+    ackd_api_stop(d->api);
+    if (d->sender)
+        ackd_webhook_sender_join(d->sender);
+    ackd_tq_close(d->api->tq);
+    ackd_webhook_sender_free(d->sender);
+    ackd_http_server_free(d->http);
+    ackd_router_free(router);
+    uv_loop_close(&d->loop);
+    return 1;
+}
+
 static int serve(const ackd_config_t *cfg)
 {
     ackd_log_level = cfg->server.log_level;
@@ -195,28 +214,13 @@ static int serve(const ackd_config_t *cfg)
         ACKD_LOG(ACKD_LOG_ERROR, "cannot listen", LOG_STR("listen", cfg->server.listen),
                  LOG_STR("error", uv_strerror(rc)));
         fprintf(stderr, "ackd: cannot listen on %s: %s\n", cfg->server.listen, uv_strerror(rc));
-        ackd_http_server_shutdown(d.http, NULL, NULL);
-        uv_run(&d.loop, UV_RUN_DEFAULT); /* its handles close */
-        ackd_http_server_free(d.http);
-        ackd_api_stop(&api);
-        ackd_router_free(router);
-        ackd_tq_close(tq);
-        uv_loop_close(&d.loop);
-        return 1;
+        return start_failed(&d, router);
     }
-    ackd_webhook_sender_t *sender = NULL;
-    if (ackd_webhook_sender_start(&sender, cfg, tq) != 0) {
-        ackd_tq_close(tq);
-        return 1;
-    }
-    d.sender = sender;
-    if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0) {
-        ackd_webhook_sender_stop(sender, 0);
-        ackd_webhook_sender_join(sender);
-        ackd_tq_close(tq);
-        ackd_webhook_sender_free(sender);
-        return 1;
-    }
+    if (ackd_webhook_sender_start(&d.sender, cfg, tq) != 0)
+        return start_failed(&d, router);
+    ackd_webhook_sender_t *sender = d.sender;
+    if (ackd_dispatch_start(&d.dispatch, cfg, tq, &d.loop) != 0)
+        return start_failed(&d, router);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

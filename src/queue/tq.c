@@ -297,7 +297,7 @@ static int apply_enqueue(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd
         } else if (!s->due_hint || it->task.due_at < s->due_hint) {
             s->due_hint = it->task.due_at;
         }
-        /* a deadline is on the expiry timer (leased or not, it may pass) */
+        /* a queued task's deadline is on the expiry timer */
         if (!claimer && it->task.deadline_at &&
             (!s->expiry_hint || it->task.deadline_at < s->expiry_hint))
             s->expiry_hint = it->task.deadline_at;
