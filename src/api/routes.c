@@ -242,11 +242,22 @@ ackd_http_response_t *api_replay_result(const char *result_text, const char *tas
         static const char *const own[] = {"content-type", "content-length", "transfer-encoding",
                                           "connection", "keep-alive", "x-request-id", "date",
                                           "server", NULL};
-        int skip = !json_is_string(v);
+        int skip = 0;
         for (int i = 0; !skip && own[i]; i++)
             skip = strcasecmp(k, own[i]) == 0;
-        if (!skip)
+        if (skip)
+            continue;
+        if (json_is_string(v)) {
             ackd_http_response_header(r, k, json_string_value(v));
+        } else if (json_is_array(v)) { /* Set-Cookie: one field per cookie */
+            size_t i;
+            json_t *one;
+            json_array_foreach(v, i, one)
+            {
+                if (json_is_string(one))
+                    ackd_http_response_header(r, k, json_string_value(one));
+            }
+        }
     }
     if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
         size_t len = 0;
@@ -444,11 +455,9 @@ json_t *api_answer_from_worker(json_t *response)
     json_t *v;
     json_object_foreach(headers, k, v)
     {
-        if (!json_is_string(v))
-            continue;
-        if (strcasecmp(k, "content-type") == 0)
+        if (strcasecmp(k, "content-type") == 0 && json_is_string(v))
             ct = json_string_value(v);
-        else
+        else if (json_is_string(v) || json_is_array(v)) /* checked by the caller */
             json_object_set(hdrs, k, v);
     }
     if (!ct && body && !json_is_null(body))

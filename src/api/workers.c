@@ -266,9 +266,15 @@ static const char *bad_answer_headers(json_t *headers, char *field, size_t n)
         snprintf(field, n, "response.headers.%.100s", k);
         if (!*k || strspn(k, tchar) != strlen(k))
             return "a header name (letters, digits and !#$%&'*+-.^_`|~)";
-        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
-            strpbrk(json_string_value(v), "\r\n"))
-            return "a string value without CR, LF or NUL";
+        /* a list is one field per value (Set-Cookie) */
+        size_t nvalues = json_is_array(v) ? json_array_size(v) : 1;
+        for (size_t i = 0; i < nvalues; i++) {
+            json_t *one = json_is_array(v) ? json_array_get(v, i) : v;
+            if (!json_is_string(one) ||
+                strlen(json_string_value(one)) != json_string_length(one) ||
+                strpbrk(json_string_value(one), "\r\n"))
+                return "a string (or a list of strings) without CR, LF or NUL";
+        }
     }
     return NULL;
 }

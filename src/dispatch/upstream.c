@@ -122,8 +122,25 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
     }
     if (!dropped_answer_header(name)) {
         json_t *s = json_stringn(value, vl); /* NULL unless valid UTF-8 */
-        if (s)
+        json_t *had = s ? json_object_get(call->answer_headers, name) : NULL;
+        if (s && !had) {
             json_object_set_new(call->answer_headers, name, s);
+        } else if (s && strcmp(name, "set-cookie") == 0) {
+            /* cookies cannot be joined (RFC 6265 §3): a list, one field each */
+            if (json_is_string(had)) {
+                json_t *list = json_pack("[O]", had);
+                json_object_set_new(call->answer_headers, name, list);
+                had = list;
+            }
+            json_array_append_new(had, s);
+        } else if (s) {
+            /* a field sent twice is one list (RFC 9110 §5.3) */
+            char *joined = NULL;
+            if (asprintf(&joined, "%s, %s", json_string_value(had), value) > 0)
+                json_object_set_new(call->answer_headers, name, json_string(joined));
+            free(joined);
+            json_decref(s);
+        }
     }
     return len;
 }
@@ -423,7 +440,18 @@ static char *answer_json(ackd_call_t *call, int status)
     json_t *v;
     json_object_foreach(call->answer_headers, k, v)
     {
-        ackd_jw_strn(&w, k, json_string_value(v), json_string_length(v));
+        if (json_is_array(v)) { /* Set-Cookie, several times */
+            ackd_jw_open(&w, k, '[');
+            size_t i;
+            json_t *one;
+            json_array_foreach(v, i, one)
+            {
+                ackd_jw_strn(&w, NULL, json_string_value(one), json_string_length(one));
+            }
+            ackd_jw_close(&w);
+        } else {
+            ackd_jw_strn(&w, k, json_string_value(v), json_string_length(v));
+        }
     }
     ackd_jw_close(&w);
     ackd_jbody_write(&w, call->content_type, call->answer.data, call->answer.len);

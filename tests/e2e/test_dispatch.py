@@ -438,6 +438,28 @@ def test_the_upstream_learns_who_asked(server, up, api, sent, xff, xfhost, xfpro
     assert call.header("X-Forwarded-Proto") == xfproto
 
 
+def test_repeated_answer_headers_are_all_passed_on(server, up, api):
+    """An upstream's repeated header fields reach the client: two cookies
+    stay two Set-Cookie fields (they cannot be joined), other fields are one
+    comma-joined list. Only the last one of each name was kept before (a
+    login that set two cookies lost one). The task keeps them so, and
+    /result replays them."""
+    path = f"/o/{unique('cookies')}"
+    up.on(path, answer(200, {"ok": True}, [("Set-Cookie", "a=1; Path=/"),
+                                           ("Set-Cookie", "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+                                           ("Vary", "Accept"), ("Vary", "Origin")]))
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 200, r.text
+    for res in (r, api.result(r.headers["Task-Id"])):
+        assert res.raw.headers.getlist("Set-Cookie") == [
+            "a=1; Path=/", "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"], res.raw.headers
+        vary = [t.strip().lower() for v in res.raw.headers.getlist("Vary") for t in v.split(",")]
+        assert {"accept", "origin"} <= set(vary), vary
+    headers = api.task(r.headers["Task-Id"])["result"]["headers"]
+    assert headers["set-cookie"] == ["a=1; Path=/", "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"]
+    assert headers["vary"] == "Accept, Origin"
+
+
 @pytest.mark.parametrize("extra", [0, 40])
 def test_allowlisted_headers_go_upstream_among_many(server, up, extra):
     """The stored request is read by a scanner that takes up to 32 headers

@@ -590,13 +590,28 @@ def test_pull_worker_json_response_body(server, api):
     assert r.json() == {"ok": [1, 2]}
 
 
+def test_a_worker_answer_may_set_several_cookies(server, api):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", post(server, "/work/20", {"a": 1})))
+    t.start()
+    c = api.claim_one("w", wait=SOON)
+    done = api.post(f"/v1/tasks/{c['id']}/complete", {
+        "lease_id": c["lease_id"],
+        "response": {"status": 200, "headers": {"Set-Cookie": ["a=1", "b=2"]}, "body": "ok"}})
+    assert done.status_code == 200, done.text
+    t.join(30 * SLOW)
+    r, _ = out["r"]
+    assert r.status_code == 200 and r.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+
+
 @pytest.mark.parametrize("headers,field", [
     ({"X-Evil": "a\r\nSet-Cookie: sid=1"}, "response.headers.X-Evil"),
     ({"X-Evil": "a\nb"}, "response.headers.X-Evil"),
     ({"X Bad": "1"}, "response.headers.X Bad"),
     ({"X-Count": 3}, "response.headers.X-Count"),
+    ({"Set-Cookie": ["a=1", "b\nc"]}, "response.headers.Set-Cookie"),
     (["X-A", "1"], "response.headers"),
-], ids=["crlf", "lf", "space-in-name", "number", "not-an-object"])
+], ids=["crlf", "lf", "space-in-name", "number", "not-an-object", "lf-in-a-list"])
 def test_a_worker_answer_with_a_bad_header_is_refused(server, api, headers, field):
     """A pull worker's answer goes to the route's client as given, so a
     header that cannot be sent as given is a 422 naming it; the lease still
