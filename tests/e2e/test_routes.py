@@ -575,32 +575,38 @@ def test_route_served_by_a_pull_worker(server, api):
     assert res.status_code == 201 and res.text == "resized"
 
 
-def test_pull_worker_json_response_body(server, api):
+def client_and_claim(server, api, path):
+    """A route client at `path` (in a thread) and the pull worker's claim of
+    its task; (claim, finish): finish() waits for the client's response."""
     out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", post(server, "/work/18", {"a": 1})))
+    t = threading.Thread(target=lambda: out.setdefault("r", post(server, path, {"a": 1})))
     t.start()
     c = api.claim_one("w", wait=SOON)
+
+    def finish():
+        t.join(30 * SLOW)
+        return out["r"][0]
+    return c, finish
+
+
+def test_pull_worker_json_response_body(server, api):
+    c, finish = client_and_claim(server, api, "/work/18")
     done = api.post(f"/v1/tasks/{c['id']}/complete", {
         "lease_id": c["lease_id"], "response": {"status": 200, "body": {"ok": [1, 2]}}})
     assert done.status_code == 200, done.text
-    t.join(30 * SLOW)
-    r, _ = out["r"]
+    r = finish()
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("application/json")
     assert r.json() == {"ok": [1, 2]}
 
 
 def test_a_worker_answer_may_set_several_cookies(server, api):
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", post(server, "/work/20", {"a": 1})))
-    t.start()
-    c = api.claim_one("w", wait=SOON)
+    c, finish = client_and_claim(server, api, "/work/20")
     done = api.post(f"/v1/tasks/{c['id']}/complete", {
         "lease_id": c["lease_id"],
         "response": {"status": 200, "headers": {"Set-Cookie": ["a=1", "b=2"]}, "body": "ok"}})
     assert done.status_code == 200, done.text
-    t.join(30 * SLOW)
-    r, _ = out["r"]
+    r = finish()
     assert r.status_code == 200 and r.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
 
 
@@ -609,17 +615,14 @@ def test_a_worker_answer_may_set_several_cookies(server, api):
     ({"X-Evil": "a\nb"}, "response.headers.X-Evil"),
     ({"X Bad": "1"}, "response.headers.X Bad"),
     ({"X-Count": 3}, "response.headers.X-Count"),
-    ({"Set-Cookie": ["a=1", "b\nc"]}, "response.headers.Set-Cookie"),
     (["X-A", "1"], "response.headers"),
+    ({"Set-Cookie": ["a=1", "b\nc"]}, "response.headers.Set-Cookie"),
 ], ids=["crlf", "lf", "space-in-name", "number", "not-an-object", "lf-in-a-list"])
 def test_a_worker_answer_with_a_bad_header_is_refused(server, api, headers, field):
     """A pull worker's answer goes to the route's client as given, so a
     header that cannot be sent as given is a 422 naming it; the lease still
     holds and a corrected answer goes through."""
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", post(server, "/work/19", {"a": 1})))
-    t.start()
-    c = api.claim_one("w", wait=SOON)
+    c, finish = client_and_claim(server, api, "/work/19")
     bad = api.post(f"/v1/tasks/{c['id']}/complete", {
         "lease_id": c["lease_id"], "response": {"status": 200, "headers": headers, "body": "x"}})
     p = problem(bad, 422, "invalid-field")
@@ -629,8 +632,7 @@ def test_a_worker_answer_with_a_bad_header_is_refused(server, api, headers, fiel
         "lease_id": c["lease_id"], "response": {"status": 200, "headers": {"X-Ok": "1"},
                                                 "body": "fine"}})
     assert done.status_code == 200, done.text
-    t.join(30 * SLOW)
-    r, _ = out["r"]
+    r = finish()
     assert r.status_code == 200 and r.text == "fine" and r.headers["X-Ok"] == "1"
     assert "Set-Cookie" not in r.headers
 
