@@ -1,8 +1,6 @@
 /* common.c - auth, request decoding and documents shared by the API files. */
 #include "api/common.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +13,7 @@
 #include "base/jscan.h"
 #include "base/units.h"
 #include "queue/fingerprint.h"
+#include "webhook/deliver.h"
 
 /* --- auth --- */
 
@@ -212,6 +211,16 @@ void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected
     json_decref(extra);
 }
 
+int api_idempotency_key(ackd_http_req_t *req, const char **key)
+{
+    *key = ackd_http_req_header(req, "idempotency-key");
+    if (!*key || (**key && strlen(*key) <= 255))
+        return 0;
+    ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
+                              "Idempotency-Key must be 1..255 characters");
+    return -1;
+}
+
 /* n lower-case hex digits, not all zeros when nonzero is set */
 static bool hex_field(const char *p, size_t n, bool nonzero)
 {
@@ -251,47 +260,17 @@ void api_retry_after(ackd_http_response_t *r, const ackd_task_t *t)
 
 const char *api_callback_url_problem(const ackd_api_t *api, const char *url, char *buf, size_t n)
 {
-    size_t skip = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
-    if (!skip || strlen(url) > 2048)
-        return "an http:// or https:// URL of at most 2048 characters";
-    const char *host = url + skip;
-    size_t alen = strcspn(host, "/?#");
-    for (size_t i = alen; i > 0; i--)
-        if (host[i - 1] == '@') { /* userinfo@host */
-            alen -= i;
-            host += i;
-            break;
-        }
-    char name[256];
-    size_t hlen = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/?#");
-    if (hlen > alen)
-        hlen = alen;
-    if (hlen == 0 || hlen >= sizeof name)
-        return "an http:// or https:// URL with a host";
-    memcpy(name, host, hlen);
-    name[hlen] = '\0';
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    const char *shown = name;
-    if (name[0] == '[') {
-        name[hlen - 1] = '\0';
-        shown = name + 1;
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        if (inet_pton(AF_INET6, name + 1, &s6->sin6_addr) != 1)
-            return "an http:// or https:// URL with a host";
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        if (inet_aton(name, &s4->sin_addr) == 0)
-            return NULL; /* a name: checked when it is resolved */
-    }
-    const char *why = ackd_guard_check(&api->guard, (const struct sockaddr *)&ss);
+    char host[256], port[8];
+    bool https;
+    if (strlen(url) > 2048 ||
+        ackd_wh_url_parts(url, host, sizeof host, port, sizeof port, &https) != 0)
+        return "an http:// or https:// URL with a host, of at most 2048 characters";
+    const char *why = ackd_guard_check_host(&api->guard, host);
     if (!why)
         return NULL;
     snprintf(buf, n,
              "a URL ackd may call: %s is a %s address (open it with [webhooks] allow_private)",
-             shown, why);
+             host, why);
     return buf;
 }
 

@@ -72,6 +72,9 @@ ackd_tq_op_t *api_task_op(ackd_http_req_t *req, ackd_api_t *api, int kind, ackd_
 const ackd_queue_conf_t *api_path_queue(ackd_http_req_t *req, ackd_api_t *api);
 /* Answers 422 naming the field. */
 void api_bad_field(ackd_http_req_t *req, const char *field, const char *expected);
+/* The Idempotency-Key header into *key (NULL when absent): 0, or -1 after
+ * answering 400 when it is not 1..255 characters. */
+int api_idempotency_key(ackd_http_req_t *req, const char **key);
 /* The request's traceparent when it is one W3C Trace Context can parse
  * (version-traceid-parentid-flags, lower-case hex, ids not all zeros), else
  * NULL: an invalid one is neither kept nor passed on (the spec's rule: a

@@ -347,12 +347,9 @@ static void on_route(ackd_http_req_t *req, void *data)
     ackd_api_t *api = ctx->api;
     const ackd_route_conf_t *route = ctx->route;
     const ackd_queue_conf_t *q = ackd_config_queue(api->cfg, route->queue);
-    const char *key = ackd_http_req_header(req, "idempotency-key");
-    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
-        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
-                                  "Idempotency-Key must be 1..255 characters");
+    const char *key;
+    if (api_idempotency_key(req, &key) != 0)
         return;
-    }
     const char *cb = ackd_http_req_header(req, "callback-url");
     char why[256];
     const char *wrong = cb ? api_callback_url_problem(api, cb, why, sizeof why) : NULL;

@@ -207,12 +207,10 @@ static void on_submit(ackd_http_req_t *req, void *data)
         return;
     }
     json_decref(body);
-    const char *key = ackd_http_req_header(req, "idempotency-key");
+    const char *key;
     ackd_tq_item_t *it = &op->items[0];
-    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
+    if (api_idempotency_key(req, &key) != 0) {
         ackd_tq_op_free(op);
-        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
-                                  "Idempotency-Key must be 1..255 characters");
         return;
     }
     if (key || it->task.idem_key) {
@@ -246,11 +244,9 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
     /* An Idempotency-Key covers the whole batch: task i is keyed "KEY#i",
      * fingerprinted with the whole body, so a repeat gets the same tasks and
      * any change to the batch is a mismatch */
-    const char *batch_key = ackd_http_req_header(req, "idempotency-key");
-    if (batch_key && (strlen(batch_key) == 0 || strlen(batch_key) > 255)) {
+    const char *batch_key;
+    if (api_idempotency_key(req, &batch_key) != 0) {
         json_decref(body);
-        ackd_http_respond_problem(req, 400, "bad-idempotency-key", "Bad Idempotency-Key", NULL,
-                                  "Idempotency-Key must be 1..255 characters");
         return;
     }
     ackd_tq_op_t *op = ackd_tq_op_new(api->tq, ACKD_TQ_ENQUEUE, on_enqueued_done, NULL);

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/token.h"
 
 #define MAX_CLAIM 100
 
@@ -252,8 +253,6 @@ static void on_heartbeat(ackd_http_req_t *req, void *data)
  * Returns what was expected (field names the culprit), or NULL. */
 static const char *bad_answer_headers(json_t *headers, char *field, size_t n)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
-                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     if (!headers || json_is_null(headers))
         return NULL;
     snprintf(field, n, "response.headers");
@@ -264,7 +263,7 @@ static const char *bad_answer_headers(json_t *headers, char *field, size_t n)
     json_object_foreach(headers, k, v)
     {
         snprintf(field, n, "response.headers.%.100s", k);
-        if (!*k || strspn(k, tchar) != strlen(k))
+        if (!ackd_token(k))
             return "a header name (letters, digits and !#$%&'*+-.^_`|~)";
         /* a list is one field per value (Set-Cookie) */
         size_t nvalues = json_is_array(v) ? json_array_size(v) : 1;

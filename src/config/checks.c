@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/token.h"
 #include "base/units.h"
 
 int ackd_config_name_ok(const char *s, size_t n)
@@ -306,7 +307,6 @@ void ackd_config_format_duration(int64_t ms, char *out, size_t outlen)
 
 int ackd_config_check_header_names(const char *v, ackd_buf_t *canon)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
     const char *p = v;
     int n = 0;
     while (*p) {
@@ -318,8 +318,7 @@ int ackd_config_check_header_names(const char *v, ackd_buf_t *canon)
             ackd_buf_appendc(canon, ' ');
         for (; *p && *p != ' ' && *p != ',' && *p != '\t'; p++) {
             char c = *p;
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  strchr(tchar, c)))
+            if (!ackd_tchar(c))
                 return ACKD_EINVAL;
             ackd_buf_appendc(canon, (char)((c >= 'A' && c <= 'Z') ? c + 32 : c));
         }

@@ -17,35 +17,42 @@
 
 #define EXCERPT 256
 
-int ackd_wh_parse_url(ackd_wh_call_t *call, const char **why)
+int ackd_wh_url_parts(const char *url, char *host, size_t hostn, char *port, size_t portn,
+                      bool *https)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL;
+    char *scheme = NULL, *h = NULL, *p = NULL;
     int rc = ACKD_EINVAL;
-    *why = "the callback URL is not a valid http(s) URL";
-    if (curl_url_set(u, CURLUPART_URL, call->d.url, 0) == CURLUE_OK &&
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK &&
         (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) &&
-        strlen(host) < sizeof call->host && strlen(port) < sizeof call->port) {
+        strlen(h) < hostn && strlen(p) < portn) {
         /* an IPv6 literal comes back in brackets */
-        size_t n = strlen(host);
-        if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-            memcpy(call->host, host + 1, n - 2);
-            call->host[n - 2] = '\0';
+        size_t n = strlen(h);
+        if (h[0] == '[' && n > 2 && h[n - 1] == ']') {
+            memcpy(host, h + 1, n - 2);
+            host[n - 2] = '\0';
         } else {
-            memcpy(call->host, host, n + 1);
+            memcpy(host, h, n + 1);
         }
-        snprintf(call->port, sizeof call->port, "%s", port);
-        call->https = strcmp(scheme, "https") == 0;
+        snprintf(port, portn, "%s", p);
+        *https = strcmp(scheme, "https") == 0;
         rc = 0;
     }
     curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
+    curl_free(h);
+    curl_free(p);
     curl_url_cleanup(u);
     return rc;
+}
+
+int ackd_wh_parse_url(ackd_wh_call_t *call, const char **why)
+{
+    *why = "the callback URL is not a valid http(s) URL";
+    return ackd_wh_url_parts(call->d.url, call->host, sizeof call->host, call->port,
+                             sizeof call->port, &call->https);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp)

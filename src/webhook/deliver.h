@@ -44,6 +44,11 @@ typedef struct ackd_wh_call {
 /* Reads scheme, host and port of the delivery's URL. ACKD_EINVAL (and *why)
  * when it is not an http(s) URL. */
 int ackd_wh_parse_url(ackd_wh_call_t *call, const char **why);
+/* The host (an IPv6 literal without brackets), port and scheme of an
+ * http(s) URL, read by curl's parser, the one the call will use. 0 or
+ * ACKD_EINVAL. Any thread. */
+int ackd_wh_url_parts(const char *url, char *host, size_t hostn, char *port, size_t portn,
+                      bool *https);
 /* Checks every resolved address with the guard and builds the request
  * pinned to them, signed with `secrets` (the queue's, else [webhooks]'). ACKD_EINVAL (and *why, into why_buf) when refused. */
 int ackd_wh_prepare(ackd_wh_call_t *call, const ackd_webhooks_conf_t *conf, const char *secrets,

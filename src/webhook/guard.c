@@ -146,3 +146,18 @@ const char *ackd_guard_check(const ackd_guard_t *g, const struct sockaddr *sa)
     }
     return why;
 }
+
+const char *ackd_guard_check_host(const ackd_guard_t *g, const char *host)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1)
+        s4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1)
+        s6->sin6_family = AF_INET6;
+    else
+        return NULL;
+    return ackd_guard_check(g, (const struct sockaddr *)&ss);
+}

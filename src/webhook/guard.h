@@ -29,5 +29,8 @@ int ackd_guard_init(ackd_guard_t *g, const char *allow_private);
 void ackd_guard_free(ackd_guard_t *g);
 /* NULL when sa may be reached; else why not ("loopback", "private", ...). */
 const char *ackd_guard_check(const ackd_guard_t *g, const struct sockaddr *sa);
+/* The same for a host written as an address ("127.0.0.1", "::1"); NULL for
+ * a name, which is checked once it is resolved. */
+const char *ackd_guard_check_host(const ackd_guard_t *g, const char *host);
 
 #endif
