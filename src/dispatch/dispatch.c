@@ -387,8 +387,8 @@ static void post_inbox(struct ackd_dispatch *d, ackd_tq_op_t *op)
         d->inbox = ackd_realloc(d->inbox, (size_t)d->capinbox * sizeof *d->inbox);
     }
     d->inbox[d->ninbox++] = op;
+    uv_async_send(&d->async); /* under the lock, as the webhook sender's (sender.c) */
     pthread_mutex_unlock(&d->lock);
-    uv_async_send(&d->async);
 }
 
 /* A claim the store failed: the queue claims again after a backoff. */

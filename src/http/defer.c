@@ -172,8 +172,8 @@ static void post_op(ackd_http_defer_t *d, defer_op_t *op)
     else
         srv->ops_head = op;
     srv->ops_tail = op;
+    uv_async_send(&srv->async); /* under the lock: async_closed is set under it */
     uv_mutex_unlock(&srv->ops_lock);
-    uv_async_send(&srv->async);
 }
 
 void ackd_http_defer_respond(ackd_http_defer_t *d, ackd_http_response_t *r)

@@ -257,8 +257,12 @@ static void on_claimed(ackd_tq_op_t *op)
         s->inbox = ackd_realloc(s->inbox, (size_t)s->capinbox * sizeof *s->inbox);
     }
     s->inbox[s->ninbox++] = op;
-    pthread_mutex_unlock(&s->lock);
+    /* under the lock: once the sender has set `closed` (under it), no wake-up
+     * is on its way. Sent after the unlock, one could reach a loop that had
+     * stopped and been closed meanwhile: libuv aborts on the closed eventfd
+     * (a silent SIGABRT at shutdown, twice in the ASan runs) */
     uv_async_send(&s->async);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void maybe_claim(ackd_webhook_sender_t *s)

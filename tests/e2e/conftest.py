@@ -93,8 +93,8 @@ def child_env(extra=None):
     """The environment of a child ackd: ours without any ACKD_* variable
     (they override the configuration), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACKD_")}
-    # handle_abort: an abort() that prints nothing (seen once at a SIGINT
-    # under ASan, not reproduced in 80 runs) leaves a stack in the log
+    # handle_abort: an abort() outside ASan's own reports (libuv aborts in
+    # silence on a failed eventfd write) leaves a stack in the log
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:handle_abort=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     if extra:
