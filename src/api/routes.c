@@ -333,9 +333,8 @@ static ackd_http_response_t *route_answer(ackd_tq_op_t *op)
     preference_headers(r, op, waited);
     if (replayed)
         ackd_http_response_header(r, "Idempotent-Replayed", "true");
-    ACKD_LOG(ACKD_LOG_INFO, "route answered", LOG_STR("task_id", t->id),
-             LOG_STR("queue", t->queue), LOG_STR("status", ackd_task_state_name(t->state)),
-             LOG_STR("correlation_id", t->correlation_id), LOG_INT("replayed", replayed));
+    ACKD_LOG(ACKD_LOG_INFO, "route answered", LOG_TASK(t),
+             LOG_STR("status", ackd_task_state_name(t->state)), LOG_INT("replayed", replayed));
     return r;
 }
 

@@ -122,9 +122,7 @@ static void set_idempotency(ackd_http_req_t *req, ackd_tq_item_t *it, const char
 
 static void log_accepted(const ackd_tq_item_t *it)
 {
-    ACKD_LOG(ACKD_LOG_DEBUG, "task accepted", LOG_STR("task_id", it->task.id),
-             LOG_STR("queue", it->task.queue), LOG_STR("correlation_id", it->task.correlation_id),
-             LOG_INT("replayed", it->replayed));
+    ACKD_LOG(ACKD_LOG_DEBUG, "task accepted", LOG_TASK(&it->task), LOG_INT("replayed", it->replayed));
 }
 
 static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)
@@ -484,9 +482,11 @@ static ackd_http_response_t *on_changed(ackd_tq_op_t *op)
 {
     if (op->status)
         return api_op_problem(op);
-    ACKD_LOG(ACKD_LOG_INFO, op->kind == ACKD_TQ_CANCEL ? "task cancel" : "task redriven",
-             LOG_STR("task_id", op->task.id), LOG_STR("status", ackd_task_state_name(op->task.state)),
-             LOG_STR("correlation_id", op->task.correlation_id));
+    ACKD_LOG(ACKD_LOG_INFO,
+             op->kind == ACKD_TQ_RETRY                  ? "task redriven"
+             : op->task.state == ACKD_TASK_PROCESSING ? "task cancel requested"
+                                                      : "task canceled",
+             LOG_TASK(&op->task), LOG_STR("status", ackd_task_state_name(op->task.state)));
     return api_task_response(op->kind == ACKD_TQ_RETRY ? 202 : 200, &op->task);
 }
 

@@ -43,9 +43,7 @@ static ackd_http_response_t *on_claimed(ackd_tq_op_t *op)
     ackd_jw_open(&w, "tasks", '[');
     for (int i = 0; i < op->ntasks; i++) {
         const ackd_task_t *t = &op->tasks[i];
-        ACKD_LOG(ACKD_LOG_DEBUG, "task claimed", LOG_STR("task_id", t->id),
-                 LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
-                 LOG_STR("correlation_id", t->correlation_id));
+        ACKD_LOG(ACKD_LOG_DEBUG, "task claimed", LOG_TASK(t), LOG_INT("attempt", t->attempts));
         write_claimed(&w, t);
     }
     ackd_jw_close(&w);
@@ -146,10 +144,7 @@ static ackd_http_response_t *lease_call_answer(ackd_tq_op_t *op)
         ackd_http_response_header(r, "Idempotent-Replayed", "true");
         return r;
     }
-    ACKD_LOG(ACKD_LOG_INFO, "task attempt ended", LOG_STR("task_id", t->id),
-             LOG_STR("queue", t->queue), LOG_INT("attempt", t->attempts),
-             LOG_STR("status", ackd_task_state_name(t->state)),
-             LOG_STR("correlation_id", t->correlation_id));
+    ackd_tq_log_attempt_end(op, ACKD_LOG_INFO, "task attempt ended");
     return api_task_response(200, t);
 }
 

@@ -105,8 +105,10 @@ static void on_result_recorded(ackd_tq_op_t *op)
         return;
     }
     if (op->status)
-        ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded", LOG_STR("task_id", op->id),
+        ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded", LOG_TASK_AS(op->id, &op->task),
                  LOG_STR("detail", op->detail));
+    else if (op->kind == ACKD_TQ_FAIL && !op->replayed)
+        ackd_tq_log_attempt_end(op, ACKD_LOG_INFO, "upstream attempt ended");
     ackd_tq_op_free(op);
 }
 
@@ -135,12 +137,13 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
     ackd_outcome_t o;
     ackd_call_outcome(call, rc, &o);
     ACKD_LOG(o.kind == ACKD_TQ_COMPLETE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "upstream call",
-             LOG_STR("task_id", call->task.id), LOG_STR("queue", q->conf->name),
-             LOG_INT("attempt", call->task.attempts), LOG_INT("status", o.http_status),
+             LOG_TASK(&call->task), LOG_INT("attempt", call->task.attempts),
+             LOG_INT("status", o.http_status),
              LOG_STR("error", rc != CURLE_OK ? curl_easy_strerror(rc) : NULL),
-             LOG_INT("retry", o.retry),
-             LOG_DBL("duration_ms", (double)(ackd_mono_us() - call->started_us) / 1000.0),
-             LOG_STR("correlation_id", call->task.correlation_id));
+             LOG_STR("outcome", o.kind == ACKD_TQ_COMPLETE ? "completed"
+                                : o.retry                 ? "retryable"
+                                                          : "final"),
+             LOG_DBL("duration_ms", (double)(ackd_mono_us() - call->started_us) / 1000.0));
     /* An outcome that ends the task reaches a route's waiting client now,
      * while the op recording it goes to the commit (ackd_tq_take_waiters).
      * A retry stays invisible; a call that outlived its lease lost the task. */
@@ -222,7 +225,8 @@ static void unrecorded_add(struct ackd_dispatch *d, ackd_tq_op_t *op)
 {
     if (d->stopping) {
         ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded at shutdown: the task runs again "
-                 "when its lease expires", LOG_STR("task_id", op->id), LOG_STR("detail", op->detail));
+                 "when its lease expires", LOG_TASK_AS(op->id, &op->task),
+                 LOG_STR("detail", op->detail));
         ackd_tq_op_free(op);
         return;
     }
@@ -236,7 +240,7 @@ static void unrecorded_add(struct ackd_dispatch *d, ackd_tq_op_t *op)
         d->record_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
         ACKD_LOG(b == 0 ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
                  "upstream outcome not recorded: the store failed; recording it again",
-                 LOG_STR("task_id", op->id), LOG_STR("detail", op->detail),
+                 LOG_TASK_AS(op->id, &op->task), LOG_STR("detail", op->detail),
                  LOG_INT("retry_in_ms", d->record_backoff_ms));
         uv_timer_start(&d->record_timer, on_record_timer, (uint64_t)d->record_backoff_ms, 0);
     }
@@ -266,7 +270,7 @@ static void start_call(qstate_t *q, ackd_task_t *task)
     if (d->neasy > 0)
         call->easy = d->easy_pool[--d->neasy];
     if (ackd_call_prepare(call, &why) != 0) {
-        ACKD_LOG(ACKD_LOG_ERROR, "task cannot be sent upstream", LOG_STR("task_id", call->task.id),
+        ACKD_LOG(ACKD_LOG_ERROR, "task cannot be sent upstream", LOG_TASK(&call->task),
                  LOG_STR("detail", why));
         ackd_outcome_t o = {.kind = ACKD_TQ_FAIL, .retry = false};
         json_t *err = json_pack("{s:s, s:n}", "message", why, "status");
@@ -465,7 +469,7 @@ static void begin_stop(struct ackd_dispatch *d)
     d->client = NULL;
     for (ackd_call_t *c = d->calls; c;) {
         ackd_call_t *next = c->next;
-        ACKD_LOG(ACKD_LOG_WARN, "upstream call abandoned at shutdown", LOG_STR("task_id", c->task.id));
+        ACKD_LOG(ACKD_LOG_WARN, "upstream call abandoned at shutdown", LOG_TASK(&c->task));
         ackd_call_free(c);
         c = next;
     }
@@ -486,7 +490,8 @@ static void begin_stop(struct ackd_dispatch *d)
     ackd_free(ops);
     for (int i = 0; i < d->nunrecorded; i++) {
         ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded at shutdown: the task runs again "
-                 "when its lease expires", LOG_STR("task_id", d->unrecorded[i]->id));
+                 "when its lease expires",
+                 LOG_TASK_AS(d->unrecorded[i]->id, &d->unrecorded[i]->task));
         ackd_tq_op_free(d->unrecorded[i]);
     }
     ackd_free(d->unrecorded);

@@ -1109,9 +1109,8 @@ static int fail_overdue(ackd_tq_op_t *op, const ackd_store_backend_t *b, ackd_st
         op->error = ackd_strdup(msg);
         ackd_free(t->error);
         t->error = ackd_strdup(msg);
-        ACKD_LOG(ACKD_LOG_WARN, "deadline passed", LOG_STR("task_id", t->id),
-                 LOG_STR("queue", t->queue), LOG_STR("correlation_id", t->correlation_id));
         rc = finish(op, b, c, ACKD_TASK_FAILED, NULL);
+        ACKD_LOG(ACKD_LOG_WARN, "deadline passed", LOG_TASK(t), LOG_STR("status", "failed"));
         note_changed(op, t->id);
     }
     return rc;
@@ -1140,13 +1139,12 @@ static int apply_expire(ackd_store_op_t *s, const ackd_store_backend_t *b, ackd_
         ackd_task_clear(&op->task);
         rc = b->task_get(c, op->id, &op->task);
         if (rc == 0) {
-            ACKD_LOG(ACKD_LOG_WARN, "lease expired", LOG_STR("task_id", op->task.id),
-                     LOG_STR("queue", op->task.queue), LOG_INT("attempt", op->task.attempts),
-                     LOG_STR("correlation_id", op->task.correlation_id));
             op->retry_after_ms = 0;
             rc = retry_or_fail(op, b, c, true, "lease_expired", "lease_expired");
             note_changed(op, op->task.id);
         }
+        if (rc == 0)
+            ackd_tq_log_attempt_end(op, ACKD_LOG_WARN, "lease expired");
     }
     s->changed_id[0] = '\0';
     s->woke_queue = NULL;
@@ -1372,6 +1370,24 @@ ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, 
     op->base.done = done_user;
     op->base.heap_idx = -1;
     return op;
+}
+
+void ackd_tq_log_attempt_end(const ackd_tq_op_t *op, int level, const char *msg)
+{
+    const ackd_task_t *t = &op->task;
+    if (t->state == ACKD_TASK_FAILED && level < ACKD_LOG_WARN)
+        level = ACKD_LOG_WARN;
+    if (level < ackd_log_level)
+        return;
+    json_t *err = t->state != ACKD_TASK_COMPLETED && t->error ? json_loads(t->error, 0, NULL) : NULL;
+    const char *why = json_string_value(json_object_get(err, "message"));
+    ACKD_LOG(level, msg, LOG_TASK(t), LOG_INT("attempt", t->attempts),
+             LOG_INT("max_attempts", t->max_attempts),
+             LOG_STR("status", ackd_task_state_name(t->state)),
+             t->state == ACKD_TASK_QUEUED ? LOG_INT("retry_in_ms", t->due_at - op->base.now)
+                                          : (void)0,
+             LOG_STR("error", why));
+    json_decref(err);
 }
 
 void ackd_tq_op_free(ackd_tq_op_t *op)

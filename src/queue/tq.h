@@ -24,6 +24,15 @@
 #include "store/store.h"
 
 typedef struct ackd_tq ackd_tq_t;
+
+/* Inside ACKD_LOG: the fields that tie a line to a task (t: an ackd_task_t *),
+ * so that every line about a task can be found by its id, its correlation id
+ * (X-Request-ID) or its trace. LOG_TASK_AS names the id apart, for a task
+ * whose row may not have been read (t's other fields NULL then). */
+#define LOG_TASK_AS(task_id, t)                                                                    \
+    (LOG_STR("task_id", (task_id)), LOG_STR("queue", (t)->queue),                                 \
+     LOG_STR("correlation_id", (t)->correlation_id), LOG_STR("traceparent", (t)->traceparent))
+#define LOG_TASK(t) LOG_TASK_AS((t)->id, (t))
 typedef struct ackd_tq_op ackd_tq_op_t;
 typedef void (*ackd_tq_cb)(ackd_tq_op_t *op);
 
@@ -178,6 +187,10 @@ ackd_tq_op_t *ackd_tq_op_new(ackd_tq_t *tq, ackd_tq_kind_t kind, ackd_tq_cb cb, 
  * as status documents and task.progress events show it. Any thread. */
 void ackd_tq_write_progress(ackd_jw_t *w, const ackd_task_t *t);
 void ackd_tq_op_free(ackd_tq_op_t *op);
+/* Logs what an attempt's end (a complete or fail op that was applied, an
+ * expired lease) made of op->task: its state, and when a retry is due or
+ * why it failed; at least at `level`, a failed task at warn. Any thread. */
+void ackd_tq_log_attempt_end(const ackd_tq_op_t *op, int level, const char *msg);
 /* Fills a task with the defaults of its queue (state queued, due now,
  * max_attempts, ...) and a fresh id; the caller then sets what it has. */
 void ackd_tq_task_init(ackd_tq_t *tq, ackd_task_t *t, const ackd_queue_conf_t *q,

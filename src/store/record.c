@@ -69,7 +69,7 @@ void ackd_event_clear(ackd_event_t *e)
 void ackd_delivery_clear(ackd_delivery_t *d)
 {
     char **fields[] = {&d->url,   &d->type,       &d->body,       &d->tenant,
-                       &d->queue, &d->last_error, &d->traceparent};
+                       &d->queue, &d->last_error, &d->traceparent, &d->correlation_id};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         ackd_free(*fields[i]);
         *fields[i] = NULL;

@@ -169,9 +169,11 @@ static const char *const migrations[] = {
     TASK_COLS_BEFORE_BODIES "COALESCE(b.payload, t.payload), COALESCE(b.request, t.request)"       \
         TASK_COLS_AFTER_BODIES
 
+/* a delivery with its task's correlation id (for log lines about it) */
 #define DLV_COLS                                                                                   \
-    "id, task_id, url, type, body, tenant, queue, state, tries, next_at, created_at, updated_at,"  \
-    " last_error, traceparent"
+    "d.id, d.task_id, d.url, d.type, d.body, d.tenant, d.queue, d.state, d.tries, d.next_at,"      \
+    " d.created_at, d.updated_at, d.last_error, d.traceparent, t.correlation_id"                   \
+    " FROM deliveries d LEFT JOIN tasks t ON t.id = d.task_id"
 
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -258,12 +260,12 @@ static const char *const sql[S_COUNT] = {
     [S_DLV_INSERT] = "INSERT INTO deliveries (id, task_id, url, type, body, tenant, queue, state,"
                      " tries, next_at, created_at, updated_at, last_error, traceparent)"
                      " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    [S_DLV_GET] = "SELECT " DLV_COLS " FROM deliveries WHERE id = ?",
+    [S_DLV_GET] = "SELECT " DLV_COLS " WHERE d.id = ?",
     [S_DLV_UPDATE] = "UPDATE deliveries SET state = ?2, tries = ?3, next_at = ?4, updated_at = ?5,"
                      " last_error = ?6 WHERE id = ?1",
     [S_DLV_DUE] = "SELECT id FROM deliveries WHERE state = 0 AND next_at <= ? ORDER BY next_at"
                   " LIMIT ?",
-    [S_DLV_LIST] = "SELECT " DLV_COLS " FROM deliveries WHERE task_id = ? ORDER BY created_at, id",
+    [S_DLV_LIST] = "SELECT " DLV_COLS " WHERE d.task_id = ? ORDER BY d.created_at, d.id",
     [S_TRY_INSERT] = "INSERT INTO delivery_tries (delivery_id, n, at, duration_ms, status, error,"
                      " excerpt) VALUES (?,?,?,?,?,?,?)",
     [S_TRY_LIST] = "SELECT n, at, duration_ms, status, error, excerpt FROM delivery_tries"
@@ -1478,6 +1480,7 @@ static void read_delivery(sqlite3_stmt *s, ackd_delivery_t *d)
     d->updated_at = sqlite3_column_int64(s, i++);
     d->last_error = col_text(s, i++);
     d->traceparent = col_text(s, i++);
+    d->correlation_id = col_text(s, i++);
 }
 
 static int sq_delivery_get(ackd_store_conn_t *c, const char *id, ackd_delivery_t *out)

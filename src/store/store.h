@@ -108,6 +108,7 @@ typedef struct {
     char *body;                /* JSON, fixed at creation so every try signs the same bytes */
     char *tenant, *queue;
     char *traceparent;         /* the task's W3C trace context, sent along */
+    char *correlation_id;      /* read: the task's (log lines); not stored with the delivery */
     int state;                 /* ACKD_DELIVERY_* */
     int tries;
     int64_t next_at;           /* pending: when the next try may start */

@@ -80,7 +80,7 @@ static void finish(ackd_webhook_sender_t *s, ackd_wh_call_t *call, ackd_delivery
     op->outcome = outcome;
     op->next_at = next_at;
     ACKD_LOG(outcome == ACKD_DELIVERY_DONE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "webhook try",
-             LOG_STR("task_id", call->d.task_id), LOG_STR("delivery_id", call->d.id),
+             LOG_TASK_AS(call->d.task_id, &call->d), LOG_STR("delivery_id", call->d.id),
              LOG_INT("try", call->d.tries), LOG_INT("status", t->status),
              LOG_STR("error", t->error),
              LOG_STR("outcome", outcome == ACKD_DELIVERY_DONE     ? "delivered"
