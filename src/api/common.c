@@ -103,6 +103,25 @@ static json_t *members_object(const ackd_jscan_member_t *m, int n, const char *b
     return obj;
 }
 
+/* jansson's reason for refusing a body, in a client's words where its own
+ * are about itself ("without JSON_ALLOW_NUL", "too big integer"). */
+static const char *json_error_words(const json_error_t *e)
+{
+    switch (json_error_code(e)) {
+    case json_error_null_character:
+        return "a string holds \\u0000 (a NUL character), which ackd does not take";
+    case json_error_numeric_overflow:
+        return strstr(e->text, "integer")
+                   ? "an integer past 64 bits (beyond -9223372036854775808..9223372036854775807);"
+                     " send it as a string"
+                   : "a number too large for a double (past 1.8e308)";
+    case json_error_invalid_utf8:
+        return "the body is not UTF-8";
+    default:
+        return e->text;
+    }
+}
+
 json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
                              char **bulky_text)
 {
@@ -131,7 +150,8 @@ json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *
     if (!j) {
         json_t *extra = json_pack("{s:i, s:i}", "line", e.line, "column", e.column);
         ackd_http_respond_problem(req, 400, "malformed-json", "Malformed JSON", extra,
-                                  "line %d, column %d: %s", e.line, e.column, e.text);
+                                  "line %d, column %d: %s", e.line, e.column,
+                                  json_error_words(&e));
         json_decref(extra);
         return NULL;
     }
@@ -141,7 +161,21 @@ json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *
                                   "the body must be a JSON object");
         return NULL;
     }
+    ackd_json_span_t v;
+    if (bulky && bulky_text && json_object_get(j, bulky) &&
+        ackd_json_member_raw(body, len, bulky, &v)) {
+        /* the client's text, not jansson's print of it (base/jspan.h) */
+        *bulky_text = api_json_copy(v);
+        json_object_set_new(j, bulky, json_null());
+    }
     return j;
+}
+
+char *api_json_copy(ackd_json_span_t v)
+{
+    char *text = ackd_malloc(v.n + 1);
+    ackd_json_minify(v.p, v.n, text);
+    return text;
 }
 
 int api_duration(const json_t *v, int64_t *ms)

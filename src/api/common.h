@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "api/api.h"
+#include "base/jspan.h"
 #include "base/jw.h"
 #include "http/http.h"
 #include "queue/tq.h"
@@ -27,13 +28,17 @@ int api_authorize(ackd_http_req_t *req, int role, void *data);
  * column) or 415 and returns NULL. An empty body is {} when allow_empty. */
 json_t *api_body_object(ackd_http_req_t *req, int allow_empty);
 /* The same for a body with one bulky member (a task's payload, a worker's
- * result): when base/jscan.h vouches for the body, only the other members
- * are parsed, the bulky one is null in the tree and *bulky_text has its
- * text, compact (malloc'd). Otherwise (and when the member is absent)
- * *bulky_text is NULL and the tree holds everything. Both NULL: no bulky
+ * result), which ackd keeps as the client wrote it: when the member is
+ * there, it is null in the tree and *bulky_text has the client's text,
+ * compact (malloc'd; never jansson's print of it, base/jspan.h). When
+ * base/jscan.h vouches for the body, only the other members are parsed.
+ * When the member is absent, *bulky_text is NULL. Both NULL: no bulky
  * member, api_body_object. */
 json_t *api_body_object_with(ackd_http_req_t *req, int allow_empty, const char *bulky,
                              char **bulky_text);
+/* The JSON text v (of a body jansson accepted) as ackd keeps a client's
+ * JSON: the same tokens, without the whitespace between them (malloc'd). */
+char *api_json_copy(ackd_json_span_t v);
 /* The longest wait a request may ask for (delay, run_at, retry_after) and
  * the longest lease (timeout, lease): beyond them a value is a mistake, and
  * their milliseconds must not overflow. */
@@ -138,8 +143,10 @@ void api_start(ackd_http_req_t *req, ackd_tq_op_t *op);
 ackd_http_response_t *api_replay_result(const char *result_text, const char *task_id);
 /* 1 when a stored result is an HTTP answer (route tasks, pushed tasks). */
 int api_result_is_answer(const char *result_text);
-/* Normalizes a worker's {status, headers, body} into the stored form. */
-json_t *api_answer_from_worker(json_t *response);
+/* A worker's checked {status, headers, body} in the stored form (malloc'd
+ * text); body_json: the body member's text as the worker wrote it (NULL:
+ * none), kept as it is (base/jspan.h). */
+char *api_answer_from_worker(json_t *response, const char *body_json);
 int ackd_api_register_routes(ackd_router_t *router, ackd_api_t *api);
 
 extern const ackd_route_t ackd_api_tasks_routes[];

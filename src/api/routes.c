@@ -231,8 +231,6 @@ ackd_http_response_t *api_replay_result(const char *result_text, const char *tas
     json_t *st = json_object_get(res, "status");
     int status = json_is_integer(st) ? (int)json_integer_value(st) : 200;
     const char *ct = json_string_value(json_object_get(res, "content_type"));
-    json_t *body = json_object_get(res, "body");
-    const char *enc = json_string_value(json_object_get(res, "body_encoding"));
     ackd_http_response_t *r = ackd_http_response_new(status, ct);
     const char *k;
     json_t *v;
@@ -259,18 +257,11 @@ ackd_http_response_t *api_replay_result(const char *result_text, const char *tas
             }
         }
     }
-    if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
-        size_t len = 0;
-        void *out = ackd_base64_decode(json_string_value(body), json_string_length(body), &len);
-        ackd_http_response_body(r, out, out ? len : 0);
-        ackd_free(out);
-    } else if (json_is_string(body)) {
-        ackd_http_response_body(r, json_string_value(body), json_string_length(body));
-    } else if (body && !json_is_null(body)) {
-        char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-        ackd_http_response_body(r, text, strlen(text));
-        free(text);
-    }
+    char *body = NULL; /* the bytes the backend sent (base/jbody.h) */
+    size_t len;
+    if (result_text && ackd_jbody_read(result_text, strlen(result_text), &body, &len) && body)
+        ackd_http_response_body(r, body, len);
+    ackd_free(body);
     ackd_http_response_header(r, "Task-Id", task_id);
     json_decref(res);
     return r;
@@ -440,11 +431,10 @@ int api_result_is_answer(const char *result_text)
     return yes;
 }
 
-json_t *api_answer_from_worker(json_t *response)
+char *api_answer_from_worker(json_t *response, const char *body_json)
 {
     json_t *headers = json_object_get(response, "headers");
     json_t *body = json_object_get(response, "body");
-    json_t *out = json_pack("{s:O}", "status", json_object_get(response, "status"));
     const char *ct = NULL;
     json_t *hdrs = json_object();
     const char *k;
@@ -456,10 +446,20 @@ json_t *api_answer_from_worker(json_t *response)
         else if (json_is_string(v) || json_is_array(v)) /* checked by the caller */
             json_object_set(hdrs, k, v);
     }
-    if (!ct && body && !json_is_null(body))
+    if (!body_json || strcmp(body_json, "null") == 0)
+        body_json = NULL;
+    else if (!ct)
         ct = json_is_string(body) ? "text/plain; charset=utf-8" : "application/json";
-    json_object_set_new(out, "content_type", ct ? json_string(ct) : json_null());
-    json_object_set_new(out, "headers", hdrs);
-    json_object_set(out, "body", body ? body : json_null());
-    return out;
+    char *htext = json_dumps(hdrs, JSON_COMPACT);
+    json_decref(hdrs);
+    ackd_buf_t b;
+    ackd_jw_t w;
+    ackd_jw_start(&w, &b, '{');
+    ackd_jw_int(&w, "status", json_integer_value(json_object_get(response, "status")));
+    ackd_jw_str(&w, "content_type", ct);
+    ackd_jw_raw(&w, "headers", htext);
+    ackd_jw_raw(&w, "body", body_json);
+    ackd_jw_close(&w);
+    free(htext);
+    return b.data;
 }

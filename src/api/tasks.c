@@ -251,6 +251,15 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
     op->retry = true; /* marks a batch: the answer lists every task */
     size_t n = json_array_size(arr);
     op->items = ackd_calloc(n, sizeof *op->items);
+    /* where each task's text is, to keep its payload as the client wrote it */
+    size_t doc_len;
+    const char *doc = ackd_http_req_body(req, &doc_len);
+    ackd_json_span_t tasks, *elems = ackd_calloc(n, sizeof *elems);
+    if (!ackd_json_member_raw(doc, doc_len, "tasks", &tasks) ||
+        ackd_json_elements(tasks.p, tasks.n, elems, (int)n) != (int)n) {
+        ackd_free(elems); /* cannot be, for a body jansson read */
+        elems = NULL;
+    }
     int64_t now = ackd_now_ms();
     for (size_t i = 0; i < n; i++) {
         char prefix[32];
@@ -260,11 +269,18 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         if (!json_is_object(item)) {
             snprintf(prefix, sizeof prefix, "tasks[%zu]", i);
             api_bad_field(req, prefix, "a task object");
+            ackd_free(elems);
             json_decref(body);
             ackd_tq_op_free(op);
             return;
         }
-        if (decode_task(req, api, q, item, NULL, &op->items[i], prefix, now) != 0) {
+        ackd_json_span_t payload;
+        char *payload_text = NULL;
+        if (elems && json_object_get(item, "payload") &&
+            ackd_json_member_raw(elems[i].p, elems[i].n, "payload", &payload))
+            payload_text = api_json_copy(payload);
+        if (decode_task(req, api, q, item, payload_text, &op->items[i], prefix, now) != 0) {
+            ackd_free(elems);
             json_decref(body);
             ackd_tq_op_free(op);
             return;
@@ -275,6 +291,7 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
             snprintf(field, sizeof field, "tasks[%zu].idempotency_key", i);
             api_bad_field(req, field, "no key of its own: the Idempotency-Key header covers "
                                        "the whole batch");
+            ackd_free(elems);
             json_decref(body);
             ackd_tq_op_free(op);
             return;
@@ -282,15 +299,14 @@ static void on_submit_batch(ackd_http_req_t *req, void *data)
         if (batch_key) {
             char key[300];
             snprintf(key, sizeof key, "%s#%zu", batch_key, i);
-            size_t len;
-            const char *raw = ackd_http_req_body(req, &len);
-            set_idempotency(req, it, q->name, key, raw, len);
+            set_idempotency(req, it, q->name, key, doc, doc_len);
         } else if (it->task.idem_key) {
             char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
             set_idempotency(req, it, q->name, it->task.idem_key, text, strlen(text));
             free(text);
         }
     }
+    ackd_free(elems);
     json_decref(body);
     api_start(req, op);
 }

@@ -302,9 +302,16 @@ static void on_complete(ackd_http_req_t *req, void *data)
             api_bad_field(req, field, expected);
             return;
         }
-        json_t *answer = api_answer_from_worker(v);
-        op->result = dump(answer);
-        json_decref(answer);
+        /* the body as the worker wrote it (a request jansson accepted) */
+        size_t len;
+        const char *text = ackd_http_req_body(req, &len);
+        ackd_json_span_t resp, body_span;
+        char *body_json = NULL;
+        if (ackd_json_member_raw(text, len, "response", &resp) &&
+            ackd_json_member_raw(resp.p, resp.n, "body", &body_span))
+            body_json = api_json_copy(body_span);
+        op->result = api_answer_from_worker(v, body_json);
+        ackd_free(body_json);
     } else if (result_text) {
         op->result = result_text;
     } else {

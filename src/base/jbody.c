@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "base/base64.h"
 #include "base/jscan.h"
+#include "base/jspan.h"
 
 bool ackd_jbody_is_json_type(const char *ct)
 {
@@ -59,20 +60,18 @@ bool ackd_utf8_valid(const char *s, size_t n)
     return true;
 }
 
-/* A JSON body jscan cannot vouch for (an array, a scalar, non-ASCII, ...):
- * jansson reads it and prints it compact. False when it does not parse. */
-static bool write_parsed(ackd_jw_t *w, const char *body, size_t len)
+/* Whether body[0..len) is JSON text: jscan vouches for it, or jansson
+ * reads it (\u0000 and integers past 64 bits it does not: those bodies are
+ * kept as strings, which keeps their bytes too). */
+static bool is_json_text(const char *body, size_t len)
 {
+    ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS];
+    int n;
+    if (ackd_jscan_object(body, len, m, &n))
+        return true;
     json_t *j = json_loadb(body, len, JSON_DECODE_ANY, NULL);
-    if (!j)
-        return false;
-    char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
-    if (!text)
-        return false;
-    ackd_jw_raw(w, "body", text);
-    free(text);
-    return true;
+    return j != NULL;
 }
 
 void ackd_jbody_write(ackd_jw_t *w, const char *ct, const char *body, size_t len)
@@ -81,18 +80,14 @@ void ackd_jbody_write(ackd_jw_t *w, const char *ct, const char *body, size_t len
         ackd_jw_null(w, "body");
         return;
     }
-    if (ackd_jbody_is_json_type(ct)) {
-        ackd_jscan_member_t m[ACKD_JSCAN_MAX_MEMBERS];
-        int n;
-        if (ackd_jscan_object(body, len, m, &n)) {
-            char *min = ackd_malloc(len + 1);
-            ackd_json_minify(body, len, min);
-            ackd_jw_raw(w, "body", min);
-            ackd_free(min);
-            return;
-        }
-        if (write_parsed(w, body, len))
-            return;
+    /* the text itself, whitespace and all (ackd_jbody_read gives it back
+     * whole); a body that is just `null` would read as none, and a JSON
+     * string as the bytes it stands for: those are kept as strings */
+    ackd_json_span_t all = ackd_json_trim((ackd_json_span_t){body, len});
+    if (ackd_jbody_is_json_type(ct) && all.n > 0 && all.p[0] != '"' &&
+        !(all.n == 4 && memcmp(all.p, "null", 4) == 0) && is_json_text(body, len)) {
+        ackd_jw_rawn(w, "body", body, len);
+        return;
     }
     if (ackd_utf8_valid(body, len)) {
         ackd_jw_strn(w, "body", body, len);
@@ -102,4 +97,34 @@ void ackd_jbody_write(ackd_jw_t *w, const char *ct, const char *body, size_t len
     ackd_jw_str(w, "body_encoding", "base64");
     ackd_jw_str(w, "body", b64);
     ackd_free(b64);
+}
+
+bool ackd_jbody_read(const char *doc, size_t len, char **body, size_t *body_len)
+{
+    *body = NULL;
+    *body_len = 0;
+    ackd_json_span_t raw, enc;
+    if (!ackd_json_member_raw(doc, len, "body", &raw))
+        return true;
+    ackd_json_span_t v = ackd_json_trim(raw);
+    if (v.n == 0 || (v.n == 4 && memcmp(v.p, "null", 4) == 0))
+        return true;
+    if (v.p[0] != '"') { /* JSON as the client or the upstream wrote it */
+        *body = ackd_strndup(raw.p, raw.n);
+        *body_len = raw.n;
+        return true;
+    }
+    json_t *s = json_loadb(v.p, v.n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!json_is_string(s)) {
+        json_decref(s);
+        return false;
+    }
+    bool base64 = ackd_json_member_raw(doc, len, "body_encoding", &enc) &&
+                  (enc = ackd_json_trim(enc)).n == 8 && memcmp(enc.p, "\"base64\"", 8) == 0;
+    if (base64)
+        *body = ackd_base64_decode(json_string_value(s), json_string_length(s), body_len);
+    else
+        *body = ackd_strndup(json_string_value(s), *body_len = json_string_length(s));
+    json_decref(s);
+    return *body != NULL;
 }

@@ -4,10 +4,10 @@
  * member "body": the JSON value itself when the content type is JSON
  * (application/json or +json) and the body parses, else a string when the
  * bytes are UTF-8, else their base64 with "body_encoding": "base64" beside
- * it. Written with the JSON writer, so the hot proxy path builds no jansson
- * tree: a JSON body that ackd_jscan_object vouches for is embedded as the
- * client wrote it, minus whitespace; any other JSON body is read and
- * printed by jansson as before.
+ * it. A JSON body is embedded byte for byte as the client (or the upstream)
+ * sent it, whitespace included, never printed again by jansson (which
+ * writes 0.1 as 0.10000000000000001): what ackd forwards or replays is the
+ * bytes it got, and a status document shows the same text.
  *
  * Pure functions on caller memory: any thread. */
 #ifndef ACKD_BASE_JBODY_H
@@ -26,5 +26,10 @@ bool ackd_utf8_valid(const char *s, size_t n);
 /* Writes the member "body" (and "body_encoding" when base64) into the
  * object w is in; an empty body is null. */
 void ackd_jbody_write(ackd_jw_t *w, const char *ct, const char *body, size_t len);
+/* The body bytes of a document doc[0..len) that holds one (see above; any
+ * object with "body", whoever wrote it): *body (owned, NUL-terminated) and
+ * *body_len; NULL and 0 when it has none or it is null. False when the body
+ * cannot be decoded (bad base64). */
+bool ackd_jbody_read(const char *doc, size_t len, char **body, size_t *body_len);
 
 #endif

@@ -103,6 +103,12 @@ void ackd_jw_raw(ackd_jw_t *w, const char *key, const char *json)
     ackd_buf_appendz(w->b, json);
 }
 
+void ackd_jw_rawn(ackd_jw_t *w, const char *key, const char *json, size_t n)
+{
+    lead(w, key);
+    ackd_buf_append(w->b, json, n);
+}
+
 void ackd_jw_time(ackd_jw_t *w, const char *key, int64_t ms)
 {
     if (ms <= 0) {

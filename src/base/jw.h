@@ -42,6 +42,8 @@ void ackd_jw_bool(ackd_jw_t *w, const char *key, bool v);
 void ackd_jw_null(ackd_jw_t *w, const char *key);
 /* A JSON text ackd stored (NULL: null), embedded without parsing. */
 void ackd_jw_raw(ackd_jw_t *w, const char *key, const char *json);
+/* The same for json[0..n), which need not end with a NUL. */
+void ackd_jw_rawn(ackd_jw_t *w, const char *key, const char *json, size_t n);
 /* A time as RFC 3339 UTC with milliseconds; ms <= 0 is null. */
 void ackd_jw_time(ackd_jw_t *w, const char *key, int64_t ms);
 

@@ -178,28 +178,11 @@ static const char *fast_string(stored_req_t *r, const ackd_jscan_member_t *m)
     return out;
 }
 
-/* The body: a JSON value's text as it is stored, or a string's characters
- * (base64-decoded when body_encoding says so). */
-static int fast_body(ackd_call_t *call, const ackd_jscan_member_t *body, bool base64)
+/* The body, byte for byte as the client sent it (base/jbody.h). */
+static int read_body(ackd_call_t *call)
 {
-    if (!body || (body->value_len == 4 && memcmp(body->value, "null", 4) == 0))
-        return 0;
-    if (body->value[0] != '"') {
-        call->body = ackd_strndup(body->value, body->value_len);
-        call->body_len = body->value_len;
-        return 0;
-    }
-    char *text = ackd_malloc(body->value_len + 1);
-    size_t n = ackd_jscan_string(body->value, body->value_len, text);
-    text[n] = '\0';
-    if (base64) {
-        call->body = ackd_base64_decode(text, n, &call->body_len);
-        ackd_free(text);
-        return call->body ? 0 : ACKD_EINVAL;
-    }
-    call->body = text;
-    call->body_len = n;
-    return 0;
+    const char *doc = call->task.request;
+    return ackd_jbody_read(doc, strlen(doc), &call->body, &call->body_len) ? 0 : ACKD_EINVAL;
 }
 
 /* Reads the stored request without a tree when jscan vouches for it and
@@ -213,8 +196,7 @@ static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
     int n, nh = 0;
     if (!ackd_jscan_object(doc, len, m, &n))
         return false;
-    const ackd_jscan_member_t *body = NULL, *headers = NULL;
-    bool base64 = false;
+    const ackd_jscan_member_t *headers = NULL;
     r->scratch = ackd_malloc(len + 1);
     for (int i = 0; i < n; i++) {
         const ackd_jscan_member_t *mi = &m[i];
@@ -227,10 +209,6 @@ static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
             dst = &r->query;
         else if (mi->key_len == 7 && memcmp(mi->key, "headers", 7) == 0)
             headers = mi;
-        else if (mi->key_len == 4 && memcmp(mi->key, "body", 4) == 0)
-            body = mi;
-        else if (mi->key_len == 13 && memcmp(mi->key, "body_encoding", 13) == 0)
-            base64 = mi->value_len == 8 && memcmp(mi->value, "\"base64\"", 8) == 0;
         if (dst && !(*dst = fast_string(r, mi)))
             goto unsure;
     }
@@ -250,7 +228,7 @@ static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
         r->names[r->nheaders] = name;
         r->values[r->nheaders++] = value;
     }
-    *rc = fast_body(call, body, base64);
+    *rc = read_body(call);
     return true;
 unsure:
     ackd_free(r->scratch);
@@ -284,25 +262,7 @@ static int read_parsed(ackd_call_t *call, stored_req_t *r)
             r->values[r->nheaders++] = json_string_value(v);
         }
     }
-    json_t *body = json_object_get(req, "body");
-    const char *enc = json_string_value(json_object_get(req, "body_encoding"));
-    if (!body || json_is_null(body))
-        return 0;
-    if (json_is_string(body) && enc && strcmp(enc, "base64") == 0) {
-        call->body = ackd_base64_decode(json_string_value(body), json_string_length(body),
-                                        &call->body_len);
-        return call->body ? 0 : ACKD_EINVAL;
-    }
-    if (json_is_string(body)) {
-        call->body = ackd_strndup(json_string_value(body), json_string_length(body));
-        call->body_len = json_string_length(body);
-        return 0;
-    }
-    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-    call->body = ackd_strdup(text);
-    call->body_len = strlen(text);
-    free(text);
-    return 0;
+    return read_body(call);
 }
 
 /* What the route recorded about the hop (api/routes.c): always sent. */

@@ -125,8 +125,11 @@ def test_submit_without_payload_stores_null(api, q):
     # ASCII, plain escapes: the payload's text is kept, without the whitespace
     (b'{ "payload" : {"a" : [1, 2.50, -0, 1e-3], "s": "x \\" \\/ y"} , "priority": 3 }',
      '{"a":[1,2.50,-0,1e-3],"s":"x \\" \\/ y"}'),
-    # what jansson must read (\u escapes, UTF-8): the same value, compact
-    (b'{"payload": {"name": "caf\\u00e9 \xc3\xa9"}, "priority": 3}', None),
+    # what jansson must read (\u escapes, UTF-8, an escaped key): the same text
+    # too, never jansson's print of it (0.1 as 0.10000000000000001)
+    (b'{"payload": {"name": "caf\\u00e9 \xc3\xa9", "amount": 0.1, "n": 1.0e2},'
+     b' "priority": 3}', '{"name":"caf\\u00e9 \u00e9","amount":0.1,"n":1.0e2}'),
+    (b'{"p\\u0061yload": [0.1, 0.30, "\xc3\xa9"], "priority": 3}', '[0.1,0.30,"\u00e9"]'),
 ])
 def test_payload_text_is_stored_compact_on_both_parsers(api, q, body, payload):
     r = api.post(f"/v1/queues/{q}/tasks", data=body, headers={"Content-Type": "application/json"})
@@ -134,20 +137,36 @@ def test_payload_text_is_stored_compact_on_both_parsers(api, q, body, payload):
     r = api.claim(q, max=1, wait=5)
     assert r.status_code == 200, r.text
     c = r.json()["tasks"][0]
-    assert c["payload"] == json.loads(body)["payload"]
+    assert c["payload"] == list(json.loads(body).values())[0]
     assert api.task(c["id"])["priority"] == 3
-    if payload is not None:  # the claim's text carries it as sent, compact
-        assert '"payload":' + payload in r.text, r.text
-    # a worker's result takes the same two ways
-    result = b'{"lease_id": "%s", "result": {"ok" : true, "v": "\\u00e9", "n": [1.0]}}'
+    # the claim's text carries it as sent, compact
+    assert '"payload":' + payload in r.text, r.text
+    # a worker's result takes the same two ways, and keeps its text too
+    result = b'{"lease_id": "%s", "result": {"ok" : true, "v": "\\u00e9", "n": [1.0, 0.1]}}'
     r = api.post(f"/v1/tasks/{c['id']}/complete", data=result % c["lease_id"].encode(),
                  headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
-    assert api.task(c["id"])["result"] == {"ok": True, "v": "\u00e9", "n": [1.0]}
+    assert '"result":{"ok":true,"v":"\\u00e9","n":[1.0,0.1]}' in r.text, r.text
+    assert api.task(c["id"])["result"] == {"ok": True, "v": "\u00e9", "n": [1.0, 0.1]}
     # a repeated key, even deep in the payload, is still malformed
     r = api.post(f"/v1/queues/{q}/tasks", data=b'{"payload": {"a": {"b": 1, "b": 2}}}',
                  headers={"Content-Type": "application/json"})
     problem(r, 400, "malformed-json")
+
+
+def test_batch_payloads_keep_their_text(api, q):
+    """A batch is read by jansson whole; each task's payload is still the
+    client's text (0.1 stays 0.1, not 0.10000000000000001)."""
+    body = ('{"tasks": [{"payload": {"amount": 0.1, "who": "\u00e9"}},'
+            ' {"priority": 1, "payload": [2.50, 1e2]}, {"payload": "s"}, {}]}').encode()
+    r = api.post(f"/v1/queues/{q}/tasks:batch", data=body,
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, r.text
+    r = api.claim(q, max=4, wait=5)
+    assert r.status_code == 200, r.text
+    for text in ('"payload":{"amount":0.1,"who":"\u00e9"}', '"payload":[2.50,1e2]',
+                 '"payload":"s"', '"payload":null'):
+        assert text in r.text, r.text
 
 
 def test_small_and_large_payloads_come_back_whole(api, q):
@@ -222,6 +241,21 @@ def test_malformed_json_is_400_saying_where(api, q):
     # an empty body is malformed too
     r = api.post(f"/v1/queues/{q}/tasks", data=b"", headers={"Content-Type": "application/json"})
     problem(r, 400, "malformed-json")
+
+
+@pytest.mark.parametrize("body,says", [
+    (b'{"payload": "a\\u0000b"}', "a string holds \\u0000 (a NUL character)"),
+    (b'{"payload": 123456789012345678901234}', "an integer past 64 bits"),
+    (b'{"payload": 1e400}', "a number too large for a double"),
+    (b'{"payload": "\xff\xfe"}', "the body is not UTF-8"),
+])
+def test_json_ackd_cannot_hold_is_400_in_plain_words(api, q, body, says):
+    """Valid JSON jansson cannot hold: the detail says what and where, not
+    jansson's own terms ("without JSON_ALLOW_NUL", "too big integer")."""
+    r = api.post(f"/v1/queues/{q}/tasks", data=body, headers={"Content-Type": "application/json"})
+    p = problem(r, 400, "malformed-json")
+    assert says in p["detail"] and p["detail"].startswith("line 1, column "), p
+    assert "JSON_" not in p["detail"] and "too big integer" not in p["detail"], p
 
 
 def test_body_that_is_not_an_object_is_422(api, q):

@@ -350,6 +350,65 @@ def test_binary_bodies_pass_unchanged_both_ways(server, up):
     assert res.status_code == 200 and res.content == sent[::-1]
 
 
+# JSON bodies a parser would print back differently: reals (jansson prints
+# 0.1 as 0.10000000000000001), exponents, escapes, non-ASCII, whitespace and
+# a trailing newline, scalars; and (body, True) when the status document
+# shows it as JSON, False as a string: a JSON string, null, and what jansson
+# cannot read (an integer past 64 bits) are kept as text, bytes unchanged
+JSON_BODIES = [
+    (b'{"amount": 0.1, "currency": "EUR"}', True),
+    (b'{"amount":0.1,"name":"\xc3\xa9tienne"}', True),
+    (b'{"a":"\\u00e9\\/x","n":1.0e2,"m":2.50}', True),
+    (b'  {\n  "x" : [1, 2.0, -0.0]\n}\n', True),
+    (b'[0.1, 0.2, 0.3]', True),
+    (b'3.14159265358979323846', True),
+    (b'{"k\\u0065y": "escaped key"}', True),
+    (b'"just a string"', False),
+    (b'null', False),
+    (b'{"big": 123456789012345678901234}', False),
+]
+
+
+@pytest.mark.parametrize("sent,as_json", JSON_BODIES, ids=range(len(JSON_BODIES)))
+def test_json_bodies_pass_byte_for_byte_both_ways(server, up, sent, as_json):
+    """The upstream gets the client's JSON as it was sent, the client gets
+    the upstream's as it was answered (sync, and replayed by /result), and
+    the status document shows the same tokens: no parser prints it again."""
+    path = f"/misc/{unique('json')}"
+    answer_body = sent.replace(b"0.1", b"0.10") + b"\n"      # not what the client sent
+    up.on(path, lambda req, n: Answer(200, answer_body, {"Content-Type": "application/json"}))
+    r, _ = post(server, path, data=sent, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    (c,) = up.calls(path)
+    assert c.body == sent
+    assert r.content == answer_body
+    tid = r.headers["Task-Id"]
+    res = requests.get(server.url(f"/v1/tasks/{tid}/result"), timeout=30 * SLOW)
+    assert res.status_code == 200 and res.content == answer_body
+    doc = requests.get(server.url(f"/v1/tasks/{tid}"), timeout=30 * SLOW)
+    assert b"0.10000000000000001" not in doc.content and b"0.1000000" not in doc.content
+    body = doc.json()["result"]["body"]
+    if as_json:
+        assert body == json.loads(answer_body)
+        if b"0.1" in sent:
+            assert b"0.10" in doc.content     # the upstream's own token
+    else:
+        assert body == answer_body.decode()
+
+
+def test_an_async_route_forwards_the_body_it_stored_byte_for_byte(server, up):
+    """The same when the body waited in the store: an async route's task is
+    sent from its stored request."""
+    path = f"/misc/{unique('stored')}"
+    sent = b'{"amount": 0.1, "who": "\xc3\xa9"}\n'
+    up.on(path, answer(200, {"ok": True}))
+    r, _ = post(server, path, data=sent, headers={"Content-Type": "application/json",
+                                                   "Prefer": "respond-async"})
+    assert r.status_code == 202, r.text
+    (c,) = up.wait_calls(1, path)
+    assert c.body == sent
+
+
 def sync_calls(session, server, up, path, n):
     """n sync calls on path, whose upstream answers {"n": its call count}:
     yields each 200 answer and its Task-Id."""
@@ -598,6 +657,20 @@ def test_pull_worker_json_response_body(server, api):
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("application/json")
     assert r.json() == {"ok": [1, 2]}
+
+
+def test_a_worker_answer_body_keeps_its_json_text(server, api):
+    c, finish = client_and_claim(server, api, "/work/21")
+    raw = ('{"lease_id": "%s", "response": {"status": 200, "body": '
+           '{"total": 0.30, "who": "\\u00e9", "n": 1e2}}}' % c["lease_id"]).encode()
+    done = api.call("POST", f"/v1/tasks/{c['id']}/complete", data=raw,
+                    headers={"Content-Type": "application/json"})
+    assert done.status_code == 200, done.text
+    r = finish()
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.content == b'{"total":0.30,"who":"\\u00e9","n":1e2}'
+    assert api.result(c["id"]).content == r.content
 
 
 def test_a_worker_answer_may_set_several_cookies(server, api):

@@ -57,18 +57,25 @@ TEST(jbody_utf8_check)
 
 TEST(jbody_kinds)
 {
-    const char *spaced = "{ \"amount\" : 2.50, \"c\": [1, \"x y\"] }";
+    /* JSON is embedded as it came, whitespace and all: never printed again */
+    const char *spaced = "{ \"amount\" : 2.50, \"c\": [1, \"x y\"] }\n";
     char *d = doc("application/json", spaced, strlen(spaced));
-    CHECK_STR(d, "{\"body\":{\"amount\":2.50,\"c\":[1,\"x y\"]}}"); /* vouched: kept, minified */
+    CHECK_STR(d, "{\"body\":{ \"amount\" : 2.50, \"c\": [1, \"x y\"] }\n}");
     ackd_free(d);
-    d = doc("application/json", "[1, 2]", 6); /* not an object: jansson reads and prints it */
-    CHECK_STR(d, "{\"body\":[1,2]}");
+    d = doc("application/json", "[0.1, 1e2]", 10); /* not an object: the same */
+    CHECK_STR(d, "{\"body\":[0.1, 1e2]}");
     ackd_free(d);
-    d = doc("application/json", "{\"caf\xc3\xa9\": 1}", 12); /* non-ASCII: jansson */
-    CHECK_STR(d, "{\"body\":{\"caf\xc3\xa9\":1}}");
+    d = doc("application/json", "{\"caf\xc3\xa9\": 0.1}", 14); /* what jansson must check */
+    CHECK_STR(d, "{\"body\":{\"caf\xc3\xa9\": 0.1}}");
     ackd_free(d);
     d = doc("application/json", "{not json", 9); /* JSON that is not: kept as text */
     CHECK_STR(d, "{\"body\":\"{not json\"}");
+    ackd_free(d);
+    d = doc("application/json", " \"s\"", 4); /* a JSON string: as text, not as what it reads */
+    CHECK_STR(d, "{\"body\":\" \\\"s\\\"\"}");
+    ackd_free(d);
+    d = doc("application/json", "null", 4); /* null would read as no body */
+    CHECK_STR(d, "{\"body\":\"null\"}");
     ackd_free(d);
     d = doc("text/plain", "line\n\"q\"\x01", 9);
     CHECK_STR(d, "{\"body\":\"line\\n\\\"q\\\"\\u0001\"}");
@@ -81,18 +88,51 @@ TEST(jbody_kinds)
     ackd_free(d);
 }
 
-TEST(jbody_reads_back_as_the_same_value)
+/* Every body comes back byte for byte; JSON ones also read as their value. */
+TEST(jbody_reads_back_byte_for_byte)
 {
-    const char *bodies[] = {"{\"a\":{\"b\":[true,false,null,-1.5e3]},\"s\":\"\\\"\\\\\\/\\n\"}",
-                            "\"just a string\"", "12", "{\"k\":\"\\u00e9\"}"};
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        char *d = doc("application/json", bodies[i], strlen(bodies[i]));
-        json_t *got = json_loads(d, 0, NULL);
-        json_t *want = json_loads(bodies[i], JSON_DECODE_ANY, NULL);
-        CHECK(got != NULL && want != NULL);
-        CHECK(json_equal(json_object_get(got, "body"), want));
-        json_decref(got);
+    static const struct {
+        const char *ct, *body;
+        size_t len;
+        int as_json;
+    } cases[] = {
+        {"application/json", "{\"a\":{\"b\":[true,false,null,-1.5e3]},\"s\":\"\\\"\\\\\\/\\n\"}", 0, 1},
+        {"application/json", "  {\"amount\": 0.10}\r\n", 0, 1},
+        {"application/json", "{\"k\":\"\\u00e9\",\"big\":1}", 0, 1},
+        {"application/json", "12", 0, 1},
+        {"application/json", "\"just a string\"", 0, 0},
+        {"application/json", "null", 0, 0},
+        {"application/json", "{\"big\":123456789012345678901234}", 0, 0}, /* jansson: too big */
+        {"application/json", "{broken", 0, 0},
+        {"text/plain", "caf\xc3\xa9\n", 0, 0},
+        {"text/plain", "a\0b", 3, 0},
+        {NULL, "\xff\xfe\x00", 3, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
+        char *d = doc(cases[i].ct, cases[i].body, len);
+        char *got;
+        size_t got_len;
+        CHECK(ackd_jbody_read(d, strlen(d), &got, &got_len));
+        CHECK_INT(got_len, len);
+        CHECK(memcmp(got, cases[i].body, len) == 0);
+        ackd_free(got);
+        json_t *stored = json_loads(d, JSON_ALLOW_NUL, NULL);
+        json_t *want = json_loadb(cases[i].body, len, JSON_DECODE_ANY, NULL);
+        CHECK(stored != NULL);
+        CHECK(!cases[i].as_json || json_equal(json_object_get(stored, "body"), want));
+        json_decref(stored);
         json_decref(want);
         ackd_free(d);
     }
+    /* documents other writers made: jansson's compact print, no body, null */
+    char *got;
+    size_t n;
+    CHECK(ackd_jbody_read("{\"status\":200,\"body\":{\"a\":[1,2]}}", 33, &got, &n));
+    CHECK_INT(n, 11);
+    CHECK(memcmp(got, "{\"a\":[1,2]}", 11) == 0);
+    ackd_free(got);
+    CHECK(ackd_jbody_read("{\"status\":200}", 14, &got, &n) && got == NULL && n == 0);
+    CHECK(ackd_jbody_read("{\"body\":null}", 13, &got, &n) && got == NULL && n == 0);
+    CHECK(!ackd_jbody_read("{\"body_encoding\":\"base64\",\"body\":\"!!\"}", 38, &got, &n));
 }
