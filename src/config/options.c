@@ -65,7 +65,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {SRV(max_requests_per_connection), .name = "max_requests_per_connection", INT, .min = 1, .max = 1000000, .def = "1000", .doc = "requests served on one connection before it is closed"},
     {SRV(shutdown_grace_ms), .name = "shutdown_grace", DUR, .min = 0, .max = 10 * MIN, .def = "10s", .doc = "time in-flight requests get after SIGTERM"},
     {SRV(max_wait_ms), .name = "max_wait", DUR, .min = SEC, .max = HOUR, .def = "60s", .doc = "cap on any client wait (long polls, Prefer: wait)"},
-    {SRV(idempotency_ttl_ms), .name = "idempotency_ttl", DUR, .min = MIN, .max = 30 * DAY, .def = "24h", .doc = "how long an Idempotency-Key maps to its task"},
+    {SRV(idempotency_ttl_ms), .name = "idempotency_ttl", DUR, .min = SEC, .max = 30 * DAY, .def = "24h", .doc = "how long an Idempotency-Key maps to its task"},
     {SRV(debug_endpoints), .name = "debug_endpoints", BOOL, .def = "off", .doc = "serve /debug/... test aids; keep off in production"},
 
     {STO(path), .name = "path", STR, .min = 1, .form = "a file path", .def = "./data/ackd.db", .doc = "SQLite database file"},

@@ -9,6 +9,7 @@ a claim only ever sees the test's own tasks; cases that need other
 settings (keys, a short retention) start their own server."""
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -1264,6 +1265,39 @@ def test_finished_tasks_are_purged_after_retention(start_ackd):
         assert api.status(waiting) == "processing" and api.status(working) == "queued"
         assert api.queues()["short"]["counts"] == {"queued": 1, "processing": 1, "completed": 0,
                                                    "failed": 0, "canceled": 0}
+
+
+def test_an_idempotency_key_lives_idempotency_ttl_then_is_purged(start_ackd):
+    """idempotency_ttl = 1s: within it a repeat gets the same task; past it
+    the key is free (a new task, and the key then maps to that one); and
+    the expired rows are purged from the file, not kept forever."""
+    srv = start_ackd(queue_config({"k": {}}, server={"idempotency_ttl": "1s"}))
+    db = srv.data_dir / "ackd.db"
+    with Api(srv) as api:
+        key = {"Idempotency-Key": "ttl-1"}
+        k = "k"
+        first = api.submit(k, {"n": 1}, headers=key)
+        assert first.status_code == 202, first.text
+        again = api.submit(k, {"n": 1}, headers=key)
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert again.json()["task_id"] == first.json()["task_id"]
+        time.sleep(1.2)
+        # past its lifetime: neither a replay nor a mismatch for another body
+        later = api.submit(k, {"n": 2}, headers=key)
+        assert later.status_code == 202, later.text
+        assert "Idempotent-Replayed" not in later.headers
+        assert later.json()["task_id"] != first.json()["task_id"]
+        replay = api.submit(k, {"n": 2}, headers=key)
+        assert replay.json()["task_id"] == later.json()["task_id"]
+        assert replay.headers.get("Idempotent-Replayed") == "true"
+
+        def keys_left():
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0]
+        assert keys_left() == 1
+        wait_for(lambda: keys_left() == 0, timeout=3.0 + 2.0 * SLOW,
+                 what="the purge of the expired key")
+        assert api.status(first.json()["task_id"]) == "queued"    # tasks stay
 
 
 @pytest.mark.parametrize("call,body,field", [
