@@ -22,6 +22,24 @@ static void release_op(void *arg)
     ackd_tq_op_free(arg);
 }
 
+/* An event's data as "data:" lines: JSON may hold line breaks between its
+ * tokens (a route's result keeps the upstream's body as it came), and SSE
+ * ends a field at any CR, LF or CRLF; the client joins the lines with LF,
+ * which is the same JSON. */
+static void append_data(ackd_buf_t *out, const char *data)
+{
+    while (true) {
+        size_t n = strcspn(data, "\r\n");
+        ackd_buf_append(out, "data: ", 6);
+        ackd_buf_append(out, data, n);
+        ackd_buf_appendc(out, '\n');
+        data += n;
+        if (!*data)
+            return;
+        data += data[0] == '\r' && data[1] == '\n' ? 2 : 1;
+    }
+}
+
 /* Store thread: sends what apply found (or a heartbeat). */
 static void send_events(ackd_tq_op_t *op)
 {
@@ -39,7 +57,9 @@ static void send_events(ackd_tq_op_t *op)
         const ackd_event_t *e = &op->events[i];
         if (!(op->flags & QUEUE_STREAM)) /* a queue stream is live only: no ids to resume from */
             ackd_buf_printf(&out, "id: %d\n", e->seq);
-        ackd_buf_printf(&out, "event: %s\ndata: %s\n\n", e->type, e->data ? e->data : "{}");
+        ackd_buf_printf(&out, "event: %s\n", e->type);
+        append_data(&out, e->data ? e->data : "{}");
+        ackd_buf_appendc(&out, '\n');
     }
     if (op->heartbeat)
         ackd_buf_appendz(&out, ": keep-alive\n\n");

@@ -187,6 +187,28 @@ def test_push_dispatched_task_stream(start_ackd, make_upstream):
         check_ids(s.events)
 
 
+def test_a_result_with_line_breaks_is_sent_as_data_lines(start_ackd, make_upstream):
+    """A pushed task's result keeps the upstream's body as it came, line
+    breaks (CRLF, LF, a blank line) and all: the task.completed event sends
+    it as one "data:" line per line, so the stream stays well-formed and the
+    joined data is the result."""
+    up = make_upstream()
+    pretty = b'{\r\n  "a": 0.10,\r\n\r\n  "b": [1,\n 2]\n}\n'
+    up.on("/", lambda req, n: Answer(200, pretty, content_type="application/json"))
+    srv = start_ackd(queue_config({"p": {"upstream": up.origin}}))
+    with Api(srv) as api:
+        tid = api.submit_ok("p", {"x": 1})
+        wait_for(lambda: api.status(tid) == "completed", what="the call")
+        with SseStream(srv, tid) as s:
+            evs = s.rest(LIVE)
+    done = evs[-1]
+    assert done.type == "task.completed", evs
+    assert done.data["result"]["body"] == {"a": 0.1, "b": [1, 2]}, done.raw
+    for line in done.raw.split("\n"):
+        assert line.split(":", 1)[0] in ("id", "event", "data"), done.raw
+    assert "\r" not in s.raw.decode() and '"a": 0.10' in done.raw, done.raw
+
+
 # --------------------------------------------------------------------------
 # resuming
 
