@@ -346,6 +346,7 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
     CURL *e = call->easy ? call->easy : curl_easy_init();
     call->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the client's path, not curl's cleaning of it */
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
     call->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);

@@ -122,6 +122,48 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The length of a segment separator at s, or 0: '/', and for the dot check
+ * also what a backend may decode or read as one (%2f, a backslash, %5c). */
+static int separator(const char *s)
+{
+    if (*s == '/' || *s == '\\')
+        return 1;
+    if (s[0] == '%' && ((s[1] == '2' && (s[2] == 'f' || s[2] == 'F')) ||
+                        (s[1] == '5' && (s[2] == 'c' || s[2] == 'C'))))
+        return 3;
+    return 0;
+}
+
+/* Whether a path has a "." or ".." segment, a dot written as %2e too. A
+ * route /api/{name} would take /api/.. with name "..", and the upstream (or
+ * curl before it) would resolve it to /: out of the route's reach. Clients
+ * resolve these before sending (RFC 3986 §5.2.4); a request that did not is
+ * refused, as nginx refuses one that climbs above the root. Segments end at
+ * what a backend may take for a slash (%2f, a backslash) as well. */
+static bool has_dot_segment(const char *path)
+{
+    const char *s = path;
+    while (*s) {
+        s += separator(s);
+        int dots = 0, other = 0;
+        while (*s && !separator(s)) {
+            if (*s == '.') {
+                dots++;
+                s++;
+            } else if (s[0] == '%' && s[1] == '2' && (s[2] == 'e' || s[2] == 'E')) {
+                dots++;
+                s += 3;
+            } else {
+                other++;
+                s++;
+            }
+        }
+        if (!other && (dots == 1 || dots == 2))
+            return true;
+    }
+    return false;
+}
+
 static int on_url_complete(llhttp_t *p)
 {
     ackd_http_conn_t *c = conn_of(p);
@@ -155,6 +197,9 @@ static int on_url_complete(llhttp_t *p)
         req->path = req->target;
         req->query = "";
     }
+    if (has_dot_segment(req->path))
+        return fail_with(c, 400, "the path has a \".\" or \"..\" segment (%2e is a dot too): "
+                                 "send it resolved, as RFC 3986 §5.2.4 does");
     return 0;
 }
 

@@ -118,6 +118,14 @@ MALFORMED = [
     case("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
     # a target that is not a path (only OPTIONS may ask about "*")
     case("asterisk-target-get", b"GET * HTTP/1.1\r\n" + HOST + b"\r\n"),
+    # a path with dot segments (clients resolve them): a route's parameter
+    # could take "..", and the upstream would resolve it out of the route
+    case("dot-dot-segment", b"GET /healthz/.. HTTP/1.1\r\n" + HOST + b"\r\n"),
+    case("dot-segment", b"GET /./healthz HTTP/1.1\r\n" + HOST + b"\r\n"),
+    case("dot-dot-percent-encoded", b"GET /v1/%2E%2e/healthz HTTP/1.1\r\n" + HOST + b"\r\n"),
+    case("dot-dot-before-encoded-slash", b"GET /x/..%2Fhealthz HTTP/1.1\r\n" + HOST + b"\r\n"),
+    case("dot-dot-before-backslash", b"GET /x/..\\healthz HTTP/1.1\r\n" + HOST + b"\r\n"),
+    case("dot-dot-absolute-form", b"GET http://a/x/../healthz HTTP/1.1\r\n" + HOST + b"\r\n"),
     # a field the API reads as one value, twice with different values: no
     # guess at which one counts (the key that dedupes, the tenant's key, the
     # body's type, the trace)
@@ -157,6 +165,8 @@ WELL_FORMED = [
     pytest.param(GET + b"X-A:\r\n\r\n", 200, None, False, id="empty-value"),
     pytest.param(GET + b"X-A: caf\xc3\xa9\r\n\r\n", 200, None, False, id="obs-text-in-value"),
     pytest.param(b"GET /healthz?x=1 HTTP/1.1\r\n" + HOST + b"\r\n", 200, None, False, id="query"),
+    pytest.param(b"GET /healthz?next=/a/../b HTTP/1.1\r\n" + HOST + b"\r\n", 200, None, False,
+                 id="dot-segments-in-the-query"),
     # the absolute form (RFC 9112 §3.2.2: a server MUST accept it)
     pytest.param(b"GET http://127.0.0.1/healthz HTTP/1.1\r\n" + HOST + b"\r\n", 200, b'{"status":"ok"}',
                  False, id="absolute-form"),

@@ -409,6 +409,31 @@ def test_an_async_route_forwards_the_body_it_stored_byte_for_byte(server, up):
     assert c.body == sent
 
 
+@pytest.mark.parametrize("path", ["/misc/..", "/misc/%2e%2E", "/misc/..%2Fadmin", "/misc/.",
+                                  "/misc/x/../.."])
+def test_a_path_with_dot_segments_never_reaches_the_upstream(server, up, path):
+    """/misc/{case} would take ".." as the case, and the upstream (or curl,
+    cleaning the URL) would resolve /misc/.. to /: a route must not reach
+    what lies outside it. Refused before anything is stored or sent."""
+    up.reset_stats()
+    with RawConn(server.host, server.port) as c:
+        c.send(build_request("POST", path, [("Content-Type", "application/json")], b"{}"))
+        r = c.read_response()
+    p = assert_problem(r, 400)
+    assert "segment" in p["detail"], p
+    time.sleep(0.1)
+    assert up.requests == []
+
+
+@pytest.mark.parametrize("path", ["/misc/...", "/misc/a..b", "/misc/.well", "/misc/a%2Fb"])
+def test_dots_that_are_not_segments_reach_the_upstream_as_sent(server, up, path):
+    up.on(path.split("?")[0], answer(200, {"ok": True}))
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 200, r.text
+    (c,) = up.calls(path)
+    assert c.target == path
+
+
 def sync_calls(session, server, up, path, n):
     """n sync calls on path, whose upstream answers {"n": its call count}:
     yields each 200 answer and its Task-Id."""
