@@ -17,8 +17,8 @@
 
 int ackd_config_name_ok(const char *s, size_t n)
 {
-    if (n < 1 || n > 64)
-        return 0;
+    if (n < 1 || n > 64 || (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))))
+        return 0; /* "." and "..": a URL path cannot name them (a dot segment) */
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

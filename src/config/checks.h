@@ -31,7 +31,8 @@ int ackd_config_check_tenant_secrets(const char *v, ackd_buf_t *canon);
  * lower case, space-separated. */
 int ackd_config_check_header_names(const char *v, ackd_buf_t *canon);
 
-/* True for a queue or tenant name: 1..64 of [A-Za-z0-9_.-]. */
+/* True for a queue or tenant name: 1..64 of [A-Za-z0-9_.-], but not "." or
+ * "..", which a URL path cannot carry. */
 int ackd_config_name_ok(const char *s, size_t n);
 
 /* "host:port" or "[v6]:port", port 0..65535: *host (allocated, no brackets;

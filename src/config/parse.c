@@ -63,7 +63,8 @@ static void declare_queue(ackd_config_loader_t *ld, word_t name)
     ackd_config_t *cfg = ld->cfg;
     if (!ackd_config_name_ok(name.p, name.n)) {
         ackd_config_problem(ld,
-                            "%s:%d: [queue %.*s]: expected a queue name of 1..64 of A-Za-z0-9_.-",
+                            "%s:%d: [queue %.*s]: expected a queue name of 1..64 of "
+                            "A-Za-z0-9_.- (not . or ..)",
                             ld->name, ld->line, (int)name.n, name.p);
         enter(ld, ACKD_CONFIG_IN_SKIPPED, 0, 0);
         return;

@@ -380,7 +380,16 @@ TEST(config_error_structure)
                      "ackd.conf:2: [queue a]: duplicate queue (first on line 1)"));
     CHECK(fails_with("[queue bad/name]\n",
                      "ackd.conf:1: [queue bad/name]: expected a queue name of 1..64 of "
-                     "A-Za-z0-9_.-"));
+                     "A-Za-z0-9_.- (not . or ..)"));
+    CHECK(fails_with("[queue ..]\n", "ackd.conf:1: [queue ..]: expected a queue name of 1..64 "
+                                     "of A-Za-z0-9_.- (not . or ..)"));
+    CHECK(fails_with("[queue .]\n", "ackd.conf:1: [queue .]: expected a queue name of 1..64 "
+                                    "of A-Za-z0-9_.- (not . or ..)"));
+    {
+        ackd_config_t ok;
+        CHECK_INT(load(&ok, "[queue ...]\n[queue .a]\n"), 0); /* dots that are not a segment */
+        ackd_config_free(&ok);
+    }
     CHECK(fails_with("[queue a]\n[route POST /x/{id}]\nqueue = a\n[route post /x/{other}]\n",
                      "ackd.conf:4: [route POST /x/{other}]: duplicate route (first on line 2)"));
     CHECK(fails_with("[queue a]\n[route GET /x/{id}/y/{id}]\nqueue = a\n",
