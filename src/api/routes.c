@@ -86,7 +86,29 @@ typedef struct {
     ackd_buf_t joined; /* used when the field repeats */
 } kept_field_t;
 
-static char *request_json(ackd_http_req_t *req)
+/* The route's upstream_path with its {params} put in, each as the client
+ * sent it (percent-encoded: one path segment stays one). */
+static void write_upstream_path(ackd_jw_t *w, ackd_http_req_t *req, const char *tmpl)
+{
+    ackd_buf_t b;
+    ackd_buf_init(&b, 0);
+    for (const char *p = tmpl; *p;) {
+        const char *end = p[0] == '{' ? strchr(p, '}') : NULL;
+        if (!end) {
+            ackd_buf_appendc(&b, *p++);
+            continue;
+        }
+        char *name = ackd_strndup(p + 1, (size_t)(end - p - 1));
+        const char *v = ackd_http_req_param_raw(req, name); /* config checked it is one */
+        ackd_buf_appendz(&b, v ? v : "");
+        ackd_free(name);
+        p = end + 1;
+    }
+    ackd_jw_strn(w, "upstream_path", b.data ? b.data : "", b.len);
+    ackd_buf_free(&b);
+}
+
+static char *request_json(ackd_http_req_t *req, const ackd_route_conf_t *route)
 {
     kept_field_t few[32], *fields = few;
     const char *name, *value;
@@ -120,6 +142,8 @@ static char *request_json(ackd_http_req_t *req)
     ackd_jw_str(&w, "method", ackd_http_req_method(req));
     ackd_jw_str(&w, "path", ackd_http_req_path(req));
     ackd_jw_str(&w, "query", ackd_http_req_query(req));
+    if (route->upstream_path)
+        write_upstream_path(&w, req, route->upstream_path);
     ackd_jw_open(&w, "headers", '{');
     /* this hop, as proxies tell it (nginx's $proxy_add_x_forwarded_for):
      * the client's address after the chain it sent; the host and scheme it
@@ -363,7 +387,7 @@ static void on_route(ackd_http_req_t *req, void *data)
     ackd_tq_item_t *it = &op->items[0];
     ackd_task_t *t = &it->task;
     ackd_tq_task_init(api->tq, t, q, api_auth(req)->tenant, now);
-    t->request = request_json(req);
+    t->request = request_json(req, route);
     t->correlation_id = ackd_strdup(ackd_http_req_id(req));
     const char *tp = api_traceparent(req);
     if (tp)

@@ -190,6 +190,39 @@ static void check_route_queue(ackd_config_loader_t *ld, size_t i)
     ackd_buf_free(&msg);
 }
 
+/* A route's upstream_path: its queue pushes, and every {name} in it is one
+ * of the route's own parameters. */
+static void check_route_upstream_path(ackd_config_loader_t *ld, size_t i)
+{
+    const ackd_route_conf_t *r = &ld->cfg->routes[i];
+    const ackd_queue_conf_t *q = r->queue ? ackd_config_queue(ld->cfg, r->queue) : NULL;
+    if (!r->upstream_path || !q)
+        return;
+    ackd_buf_t at;
+    ackd_buf_init(&at, 0);
+    ackd_config_at(ld, r->line, ACKD_CONFIG_ROUTE, i, &at);
+    if (!q->upstream)
+        ackd_config_problem(ld, "%supstream_path: [queue %s] has no upstream (its workers pull)",
+                            at.data, q->name);
+    for (const char *p = r->upstream_path; (p = strchr(p, '{'));) {
+        const char *end = strchr(p, '}');
+        size_t n = end ? (size_t)(end - p + 1) : strlen(p);
+        const char *in_route = r->path;
+        bool found = false;
+        while (end && (in_route = strstr(in_route, "{")) && !found) {
+            found = strncmp(in_route, p, n) == 0;
+            in_route++;
+        }
+        if (!found) {
+            ackd_config_problem(ld, "%supstream_path: %.*s is not a parameter of %s", at.data,
+                                (int)n, p, r->path);
+            break;
+        }
+        p += n;
+    }
+    ackd_buf_free(&at);
+}
+
 static void validate(ackd_config_loader_t *ld)
 {
     ackd_config_t *cfg = ld->cfg;
@@ -197,6 +230,7 @@ static void validate(ackd_config_loader_t *ld)
         check_order(ld, ACKD_CONFIG_QUEUE, i, "retry_base", "retry_cap");
     for (size_t i = 0; i < cfg->nroutes; i++) {
         check_route_queue(ld, i);
+        check_route_upstream_path(ld, i);
         check_order(ld, ACKD_CONFIG_ROUTE, i, "wait", "max_wait");
     }
     ackd_config_keys_validate(ld);

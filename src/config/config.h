@@ -78,6 +78,8 @@ typedef struct {
     int64_t sync_timeout_ms;       /* sync: 504 beyond */
     bool allow_async;              /* sync: honour Prefer: respond-async */
     char *callback_url;            /* default webhook for this route */
+    char *upstream_path;           /* push: the path sent upstream, {params} of the route put
+                                      in as the client sent them; NULL: the queue's */
 } ackd_route_conf_t;
 
 typedef struct {

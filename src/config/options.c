@@ -101,6 +101,7 @@ const ackd_config_opt_t ackd_config_opts[] = {
     {RT(sync_timeout_ms), .name = "sync_timeout", DUR, .min = 100 * MS, .max = HOUR, .def = "30s", .doc = "sync: 504 beyond"},
     {RT(allow_async), .name = "allow_async", BOOL, .def = "on", .doc = "sync: honour Prefer: respond-async"},
     {RT(callback_url), .name = "callback_url", STR, URL, .doc = "default webhook URL for this route's tasks"},
+    {RT(upstream_path), .name = "upstream_path", STR, .check = ackd_config_check_abs_path, .form = "a path starting with /, with {params} of the route", .doc = "push: path sent upstream for this route (its {params} put in), instead of the queue's upstream_path or the client's path"},
 };
 /* clang-format on */
 

@@ -1,6 +1,7 @@
 /* upstream.c - one call to an upstream (see upstream.h).
  *
- * The request: the original method, path (or the queue's upstream_path),
+ * The request: the original method, path (or the route's upstream_path with
+ * its {params} put in, or the queue's upstream_path),
  * query and body; Content-Type and the queue's forward_headers allowlist of
  * the client's headers; and ackd's own: Task-Id, Idempotency-Key (the
  * client's, else the task id, so the backend can dedupe retries), X-Request-ID,
@@ -150,6 +151,7 @@ static size_t on_answer_header(char *data, size_t size, size_t n, void *userp)
  * api/routes.c). Strings point into `scratch` or into `tree`. */
 typedef struct {
     const char *method, *path, *query;
+    const char *upstream_path; /* the route's, its params put in (api/routes.c); NULL: none */
     const char **names, **values; /* the headers, nheaders of each */
     int nheaders;
     const char *fast_names[ACKD_JSCAN_MAX_MEMBERS], *fast_values[ACKD_JSCAN_MAX_MEMBERS];
@@ -207,6 +209,8 @@ static bool read_fast(ackd_call_t *call, stored_req_t *r, int *rc)
             dst = &r->path;
         else if (mi->key_len == 5 && memcmp(mi->key, "query", 5) == 0)
             dst = &r->query;
+        else if (mi->key_len == 13 && memcmp(mi->key, "upstream_path", 13) == 0)
+            dst = &r->upstream_path;
         else if (mi->key_len == 7 && memcmp(mi->key, "headers", 7) == 0)
             headers = mi;
         if (dst && !(*dst = fast_string(r, mi)))
@@ -248,6 +252,7 @@ static int read_parsed(ackd_call_t *call, stored_req_t *r)
     r->method = json_string_value(json_object_get(req, "method"));
     r->path = json_string_value(json_object_get(req, "path"));
     r->query = json_string_value(json_object_get(req, "query"));
+    r->upstream_path = json_string_value(json_object_get(req, "upstream_path"));
     json_t *headers = json_object_get(req, "headers");
     size_t nh = json_object_size(headers);
     r->heap = ackd_calloc(2 * nh + 1, sizeof *r->heap);
@@ -303,7 +308,9 @@ int ackd_call_prepare(ackd_call_t *call, const char **why)
         if (strcmp(req.names[i], "content-type") == 0)
             ct = req.values[i];
     const char *method = req.method ? req.method : "POST";
-    const char *path = q->upstream_path ? q->upstream_path : req.path;
+    const char *path = req.upstream_path ? req.upstream_path
+                       : q->upstream_path ? q->upstream_path
+                                          : req.path;
     const char *query = req.query;
     ackd_buf_init(&call->answer, q->max_result_size ? q->max_result_size : 1);
     call->answer_headers = json_object();

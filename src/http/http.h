@@ -93,6 +93,8 @@ int ackd_http_req_header_at(const ackd_http_req_t *req, size_t i, const char **n
 const char *ackd_http_req_body(const ackd_http_req_t *req, size_t *len);
 /* A {param} of the matched route pattern, percent-decoded; NULL when absent. */
 const char *ackd_http_req_param(const ackd_http_req_t *req, const char *name);
+/* The same as the client sent it, still percent-encoded. */
+const char *ackd_http_req_param_raw(const ackd_http_req_t *req, const char *name);
 /* A query parameter, percent-decoded ('+' as space); NULL when absent. */
 const char *ackd_http_req_query_param(const ackd_http_req_t *req, const char *name);
 /* The request id: X-Request-ID as sent (when sane) or a generated req_... id. */

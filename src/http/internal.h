@@ -55,7 +55,8 @@ struct ackd_http_req {
     ackd_buf_t body;
     size_t nparams;
     const char *param_names[ACKD_ROUTER_MAX_PARAMS];
-    char *param_values[ACKD_ROUTER_MAX_PARAMS];
+    char *param_values[ACKD_ROUTER_MAX_PARAMS]; /* percent-decoded */
+    char *param_raw[ACKD_ROUTER_MAX_PARAMS];    /* as sent */
     const char *id;              /* X-Request-ID as sent (sane) or generated; in the arena */
     const void *auth;
     int64_t start_us;            /* monotonic, first byte of the request */

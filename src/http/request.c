@@ -105,6 +105,14 @@ const char *ackd_http_req_param(const ackd_http_req_t *req, const char *name)
     return NULL;
 }
 
+const char *ackd_http_req_param_raw(const ackd_http_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nparams; i++)
+        if (strcmp(req->param_names[i], name) == 0)
+            return req->param_raw[i];
+    return NULL;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -193,6 +201,7 @@ void ackd_http_req_dispatch(ackd_http_req_t *req)
     for (size_t i = 0; i < m.nparams; i++) {
         req->param_names[i] = m.names[i];
         req->param_values[i] = decode(&req->arena, m.values[i], m.lens[i], 0);
+        req->param_raw[i] = ackd_arena_strndup(&req->arena, m.values[i], m.lens[i]);
     }
     void *auth_data;
     ackd_http_authorize_fn authorize = ackd_router_authorize(c->srv->router, &auth_data);

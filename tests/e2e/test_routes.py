@@ -86,6 +86,10 @@ def server(start_ackd_module, upstream_module):
         "route GET /api/items/{id}": {"queue": "orders", "mode": "sync", "sync_timeout": "10s"},
         "route POST /api/orders/{id}/refund": {"queue": "rewrite", "mode": "sync",
                                                "sync_timeout": "10s"},
+        # a route's own upstream_path, with its params, wins over the queue's
+        "route POST /api/shops/{shop}/orders/{id}/void": {
+            "queue": "rewrite", "mode": "sync", "sync_timeout": "10s",
+            "upstream_path": "/internal/{shop}/void/{id}/{id}"},
         "route POST /idem/{case}": {"queue": "idem", "mode": "sync", "sync_timeout": "10s"},
         "route POST /idem-async/{case}": {"queue": "idem", "mode": "async"},
         "route POST /misc/{case}": {"queue": "misc", "mode": "sync", "sync_timeout": "10s"},
@@ -310,6 +314,20 @@ def test_upstream_path_rewrites_the_path_and_keeps_the_query(server, up):
     assert [c.query for c in calls] == ["reason=dup"], calls
     assert calls[0].json() == {"amount": 5}
     assert not up.calls("/api/orders/77/refund")
+
+
+@pytest.mark.parametrize("shop,oid", [("s1", "42"), ("caf%C3%A9", "a%2Fb"), ("x", "...")])
+def test_a_route_upstream_path_puts_the_params_in(server, up, shop, oid):
+    """upstream_path on a route: its {params} as the client sent them (still
+    percent-encoded, so a%2Fb stays one segment), the query kept; it wins
+    over the queue's upstream_path."""
+    want = f"/internal/{shop}/void/{oid}/{oid}"
+    up.on(want, answer(200, {"voided": True}))
+    r, _ = post(server, f"/api/shops/{shop}/orders/{oid}/void?reason=dup", {"x": 1})
+    assert r.status_code == 200, r.text
+    (c,) = up.calls(want)
+    assert c.target == want + "?reason=dup"
+    assert c.json() == {"x": 1}
 
 
 def test_get_route_sends_a_get_without_a_body(server, up):

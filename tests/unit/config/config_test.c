@@ -392,6 +392,24 @@ TEST(config_error_structure)
     }
     CHECK(fails_with("[queue a]\n[route POST /x/{id}]\nqueue = a\n[route post /x/{other}]\n",
                      "ackd.conf:4: [route POST /x/{other}]: duplicate route (first on line 2)"));
+    CHECK(fails_with("[queue a]\nupstream = http://127.0.0.1:1\n[route GET /x/{id}]\nqueue = a\n"
+                     "upstream_path = /in/{id}/{idd}\n",
+                     "ackd.conf:3: [route GET /x/{id}] upstream_path: {idd} is not a parameter "
+                     "of /x/{id}"));
+    CHECK(fails_with("[queue a]\nupstream = http://127.0.0.1:1\n[route GET /x/{id}]\nqueue = a\n"
+                     "upstream_path = /in/{id\n",
+                     "ackd.conf:3: [route GET /x/{id}] upstream_path: {id is not a parameter "
+                     "of /x/{id}"));
+    CHECK(fails_with("[queue a]\n[route GET /x/{id}]\nqueue = a\nupstream_path = /in/{id}\n",
+                     "ackd.conf:2: [route GET /x/{id}] upstream_path: [queue a] has no upstream "
+                     "(its workers pull)"));
+    {
+        ackd_config_t ok;
+        CHECK_INT(load(&ok, "[queue a]\nupstream = http://127.0.0.1:1\n[route GET /x/{id}/{i}]\n"
+                            "queue = a\nupstream_path = /in/{i}/{id}/{i}\n"), 0);
+        CHECK_STR(ok.routes[0].upstream_path, "/in/{i}/{id}/{i}");
+        ackd_config_free(&ok);
+    }
     CHECK(fails_with("[queue a]\n[route GET /x/{id}/y/{id}]\nqueue = a\n",
                      "ackd.conf:2: [route GET /x/{id}/y/{id}]: the parameter {id} appears twice"));
     {
