@@ -347,15 +347,17 @@ static void on_fail(ackd_http_req_t *req, void *data)
             op->retry_after_ms = ms;
     }
     v = json_object_get(body, "error");
-    json_t *err;
-    if (json_is_string(v))
-        err = json_pack("{s:s, s:n}", "message", json_string_value(v), "status");
-    else if (json_is_object(v))
-        err = json_incref(v);
-    else
-        err = json_pack("{s:s, s:n}", "message", "failed", "status");
-    op->error = dump(err);
-    json_decref(err);
+    size_t len;
+    const char *text = ackd_http_req_body(req, &len);
+    ackd_json_span_t span;
+    if (json_is_object(v) && ackd_json_member_raw(text, len, "error", &span)) {
+        op->error = api_json_copy(span); /* the worker's own object, as it wrote it */
+    } else {
+        json_t *err = json_pack("{s:s, s:n}", "message",
+                                json_is_string(v) ? json_string_value(v) : "failed", "status");
+        op->error = dump(err);
+        json_decref(err);
+    }
     json_decref(body);
     if (bad) {
         ackd_tq_op_free(op);

@@ -1009,6 +1009,14 @@ def test_fail_keeps_a_structured_error(api, q):
     d = api.fail(tid, c["lease_id"], err, retry=False).json()
     assert d["error"] == err
     assert api.task(tid, history=True)["history"][0]["error"] == err
+    # kept as the worker wrote it: its numbers are not printed again
+    tid = api.submit_ok(q, 2)
+    c = api.claim_one(q, wait=5)
+    raw = b'{"lease_id": "%s", "retry": false, "error": {"message": "caf\\u00e9", "amount": 0.10}}'
+    r = api.post(f"/v1/tasks/{tid}/fail", data=raw % c["lease_id"].encode(),
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert '"error":{"message":"caf\\u00e9","amount":0.10}' in r.text, r.text
 
 
 @pytest.mark.parametrize("body,field", [
