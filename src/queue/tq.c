@@ -1057,9 +1057,14 @@ static int apply_delivery_record(ackd_store_op_t *s, const ackd_store_backend_t 
         return deny(op, ACKD_ENOENT, "no such delivery"); /* purged meanwhile */
     if (rc)
         return rc;
-    op->try_.n = d.tries;
+    /* the try's number is the one it was claimed as: recorded late (the
+     * store failed at first), its delivery may have been claimed again
+     * since, and that newer try decides what comes next */
+    if (op->try_.n <= 0)
+        op->try_.n = d.tries;
+    bool current = op->try_.n == d.tries && d.state == ACKD_DELIVERY_PENDING;
     rc = b->delivery_try_insert(c, d.id, &op->try_);
-    if (rc == 0) {
+    if (rc == 0 && current) {
         d.updated_at = s->now;
         ackd_free(d.last_error);
         d.last_error = op->try_.error ? ackd_strdup(op->try_.error) : NULL;

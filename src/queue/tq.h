@@ -139,7 +139,8 @@ struct ackd_tq_op {
         };
         char token[65];        /* PROGRESS: the per-dispatch token */
         struct { /* DELIVERY_RECORD */
-            ackd_delivery_try_t try_; /* the try (strings owned) */
+            ackd_delivery_try_t try_; /* the try (strings owned); n: the number it was
+                                         claimed as (0: the delivery's count) */
             int outcome;       /* ACKD_DELIVERY_* */
             int64_t next_at;   /* when to retry */
         };

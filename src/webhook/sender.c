@@ -1,8 +1,10 @@
 /* sender.c - the webhook sender's thread (see sender.h).
  *
- * Loop phases: inbox (claims answered by the store), resolve (one lookup per
- * try, on libuv's thread pool), guard (every address checked), call
- * (http/client.c), record (the try and what follows, as a store operation). */
+ * Loop phases: inbox (claims answered by the store, and records it failed),
+ * resolve (one lookup per try, on libuv's thread pool), guard (every address
+ * checked), call (http/client.c), record (the try and what follows, as a
+ * store operation; one the store fails is recorded again after a backoff,
+ * so a delivered webhook is not sent again when its lease runs out). */
 #include "webhook/sender.h"
 
 #include <pthread.h>
@@ -45,6 +47,11 @@ struct ackd_webhook_sender {
     pthread_mutex_t lock;         /* the inbox, shared with store threads */
     ackd_tq_op_t **inbox;
     int ninbox, capinbox;
+    /* tries the store failed to record (a full disk): recorded again */
+    ackd_tq_op_t **unrecorded;
+    int nunrecorded, capunrecorded;
+    int64_t record_backoff_ms;
+    uv_timer_t record_timer;
     bool closed, stop_requested;
     int64_t grace_ms;
     bool stopping, closing;
@@ -54,8 +61,16 @@ static void maybe_claim(ackd_webhook_sender_t *s);
 static void begin_stop(ackd_webhook_sender_t *s);
 static void on_grace_over(uv_timer_t *t);
 
+static void post_inbox(ackd_webhook_sender_t *s, ackd_tq_op_t *op);
+
+/* Store thread: a try was recorded, or the store failed to (back to the
+ * loop, to be recorded again). */
 static void on_recorded(ackd_tq_op_t *op)
 {
+    if (ackd_tq_store_failed(op)) {
+        post_inbox(op->data, op);
+        return;
+    }
     ackd_tq_op_free(op);
 }
 
@@ -74,9 +89,10 @@ static void unlink_call(ackd_webhook_sender_t *s, ackd_wh_call_t *call)
 static void finish(ackd_webhook_sender_t *s, ackd_wh_call_t *call, ackd_delivery_try_t *t,
                    int outcome, int64_t next_at)
 {
-    ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_RECORD, on_recorded, NULL);
+    ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_RECORD, on_recorded, s);
     memcpy(op->id, call->d.id, ACKD_ID_MAX);
     op->try_ = *t;
+    op->try_.n = call->d.tries; /* the number this try was claimed as */
     op->outcome = outcome;
     op->next_at = next_at;
     ACKD_LOG(outcome == ACKD_DELIVERY_DONE ? ACKD_LOG_INFO : ACKD_LOG_WARN, "webhook try",
@@ -245,7 +261,12 @@ static void start_delivery(ackd_webhook_sender_t *s, ackd_delivery_t *d)
 /* Store thread: a claim finished. */
 static void on_claimed(ackd_tq_op_t *op)
 {
-    ackd_webhook_sender_t *s = op->data;
+    post_inbox(op->data, op);
+}
+
+/* Store thread: hands op to the loop. */
+static void post_inbox(ackd_webhook_sender_t *s, ackd_tq_op_t *op)
+{
     pthread_mutex_lock(&s->lock);
     if (s->closed) {
         pthread_mutex_unlock(&s->lock);
@@ -308,6 +329,66 @@ static void claim_back(ackd_webhook_sender_t *s, const ackd_tq_op_t *op)
     }
 }
 
+/* A try the store failed to record, recorded again by a new op (the same
+ * try, the same number). */
+static void record_again(ackd_webhook_sender_t *s, ackd_tq_op_t *old)
+{
+    ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_RECORD, on_recorded, s);
+    memcpy(op->id, old->id, ACKD_ID_MAX);
+    op->try_ = old->try_;
+    op->outcome = old->outcome;
+    op->next_at = old->next_at;
+    memset(&old->try_, 0, sizeof old->try_); /* moved */
+    ackd_tq_op_free(old);
+    ackd_tq_run(op);
+}
+
+static void on_record_timer(uv_timer_t *t)
+{
+    ackd_webhook_sender_t *s = t->data;
+    ackd_tq_op_t **ops = s->unrecorded;
+    int n = s->nunrecorded;
+    s->unrecorded = NULL;
+    s->nunrecorded = s->capunrecorded = 0;
+    if (ackd_tq_store_health(s->tq, NULL) == 0)
+        s->record_backoff_ms = 0; /* the store writes again: a new failure starts over */
+    for (int i = 0; i < n; i++)
+        record_again(s, ops[i]);
+    ackd_free(ops);
+}
+
+/* Loop thread: the store failed to record a try. */
+static void unrecorded_add(ackd_webhook_sender_t *s, ackd_tq_op_t *op)
+{
+    if (s->nunrecorded == s->capunrecorded) {
+        s->capunrecorded = s->capunrecorded ? s->capunrecorded * 2 : 8;
+        s->unrecorded =
+            ackd_realloc(s->unrecorded, (size_t)s->capunrecorded * sizeof *s->unrecorded);
+    }
+    s->unrecorded[s->nunrecorded++] = op;
+    if (s->nunrecorded == 1) {
+        int64_t b = s->record_backoff_ms;
+        s->record_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+        ACKD_LOG(b == 0 ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
+                 "webhook try not recorded: the store failed; recording it again",
+                 LOG_STR("delivery_id", op->id), LOG_STR("detail", op->detail),
+                 LOG_INT("retry_in_ms", s->record_backoff_ms));
+        uv_timer_start(&s->record_timer, on_record_timer, (uint64_t)s->record_backoff_ms, 0);
+    }
+}
+
+static void drop_unrecorded(ackd_webhook_sender_t *s)
+{
+    for (int i = 0; i < s->nunrecorded; i++) {
+        ACKD_LOG(ACKD_LOG_WARN, "webhook try not recorded at shutdown: the delivery is tried "
+                 "again when its lease expires", LOG_STR("delivery_id", s->unrecorded[i]->id));
+        ackd_tq_op_free(s->unrecorded[i]);
+    }
+    ackd_free(s->unrecorded);
+    s->unrecorded = NULL;
+    s->nunrecorded = s->capunrecorded = 0;
+}
+
 static void on_inbox(uv_async_t *a)
 {
     ackd_webhook_sender_t *s = a->data;
@@ -320,6 +401,10 @@ static void on_inbox(uv_async_t *a)
     pthread_mutex_unlock(&s->lock);
     for (int i = 0; i < n; i++) {
         ackd_tq_op_t *op = ops[i];
+        if (op->kind == ACKD_TQ_DELIVERY_RECORD) {
+            unrecorded_add(s, op);
+            continue;
+        }
         s->claiming = false;
         s->claim = NULL;
         claim_back(s, op);
@@ -376,6 +461,7 @@ static void begin_stop(ackd_webhook_sender_t *s)
     for (int i = 0; i < n; i++)
         ackd_tq_op_free(ops[i]);
     ackd_free(ops);
+    drop_unrecorded(s);
     uv_walk(&s->loop, close_handle, NULL);
 }
 
@@ -410,6 +496,8 @@ int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *
     s->grace_timer.data = s;
     uv_timer_init(&s->loop, &s->claim_timer);
     s->claim_timer.data = s;
+    uv_timer_init(&s->loop, &s->record_timer);
+    s->record_timer.data = s;
     pthread_mutex_init(&s->lock, NULL);
     s->client = ackd_http_client_new(&s->loop);
     int rc = uv_thread_create(&s->thread, thread_main, s);

@@ -227,6 +227,44 @@ def test_the_webhook_sender_waits_out_a_full_disk(start_ackd, make_receiver):
     assert len(rcv.hooks("/hook")) == 2
     api.close()
 
+def test_a_webhook_try_the_store_could_not_record_is_recorded_later(start_ackd, make_receiver):
+    """The receiver takes the webhook while the disk is full: the try (a
+    200) cannot be recorded. It is recorded again after a backoff, once the
+    disk has room, so the delivery is delivered with its one try, and the
+    receiver is not sent it again when the delivery's lease runs out."""
+    rcv = make_receiver()
+    arrived, release = threading.Event(), threading.Event()
+
+    def held(req, n):
+        arrived.set()
+        release.wait(10 * SLOW)
+        return Answer(200, b"ok")
+    rcv.on("/hook", held)
+    cfg = queue_config({"jobs": {}}, storage={"sync": "full"})
+    cfg["webhooks"] = {"allow_private": "127.0.0.0/8", "schedule": "1s", "timeout": "5s"}
+    srv = start_ackd(cfg)
+    api = Api(srv)
+    tid = api.submit_ok("jobs", {"n": 1}, callback_url=rcv.url("/hook"))
+    c = api.claim_one("jobs")
+    assert api.complete(tid, c["lease_id"], "done").status_code == 200
+    assert arrived.wait(SOON), "the webhook never came"
+    fill_disk(srv)
+    release.set()
+    wait_for(lambda: "webhook try not recorded: the store failed; recording it again"
+             in messages(srv), what="the record fails and is kept")
+    assert_idle(srv)
+    free_disk(srv)
+
+    def delivery():
+        return api.get(f"/v1/tasks/{tid}/deliveries").json()["deliveries"][0]
+    wait_for(lambda: delivery()["status"] == "delivered", timeout=3.0 + 2.0 * SLOW,
+             what="the try recorded once the disk has room")
+    d = delivery()
+    assert [(a["try"], a["status"]) for a in d["attempts"]] == [(1, 200)], d
+    assert len(rcv.hooks("/hook")) == 1
+    api.close()
+
+
 FAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults")
 
 

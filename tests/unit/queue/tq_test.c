@@ -1424,3 +1424,76 @@ TQ_TEST(tq_claim_max_beyond_the_batch_limit)
     ackd_tq_op_free(op);
     CHECK_INT(stats(f, "q").counts[ACKD_TASK_PROCESSING], 150);
 }
+
+/* --- webhook deliveries --- */
+
+/* Claims the due deliveries with lease_ms; the first one's id into id and its
+ * try number into tries. Returns how many were claimed, or -1. */
+static int claim_delivery(fx_t *f, int64_t lease_ms, char *id, int *tries)
+{
+    ackd_tq_op_t *op = new_op(f, ACKD_TQ_DELIVERY_CLAIM);
+    op->max = 8;
+    op->lease_ms = lease_ms;
+    if (!(op = run(op)) || op->status != 0) {
+        ackd_tq_op_free(op);
+        return -1;
+    }
+    int n = op->ndeliveries;
+    if (n > 0) {
+        snprintf(id, ACKD_ID_MAX, "%s", op->deliveries[0].id);
+        *tries = op->deliveries[0].tries;
+    }
+    ackd_tq_op_free(op);
+    return n;
+}
+
+static int record_try(fx_t *f, const char *id, int n, int status, int outcome)
+{
+    ackd_tq_op_t *op = task_op(f, ACKD_TQ_DELIVERY_RECORD, id, NULL);
+    op->try_.n = n;
+    op->try_.at = ackd_now_ms();
+    op->try_.status = status;
+    op->outcome = outcome;
+    op->next_at = ackd_now_ms() + 60000;
+    return status_of(op);
+}
+
+/* A try recorded late (the store had failed), after its delivery's lease
+ * ran out and it was claimed again, keeps its own number and leaves the
+ * state to the newer try. */
+TQ_TEST(tq_a_late_delivery_record_leaves_the_state_to_the_newer_try)
+{
+    ackd_tq_op_t *op = enqueue_op(f, "t1", "q", 1);
+    op->items[0].task.callback_url = ackd_strdup("http://hooks.example/h");
+    op = run(op);
+    CHECK(op && op->status == 0);
+    char tid[ACKD_ID_MAX], lease[ACKD_ID_MAX], did[ACKD_ID_MAX], did2[ACKD_ID_MAX];
+    snprintf(tid, sizeof tid, "%s", op->items[0].task.id);
+    ackd_tq_op_free(op);
+    CHECK_INT(claim1(f, "q", 30000, 0, tid, lease), 1);
+    CHECK_INT(complete(f, tid, lease, "{\"ok\":true}"), 0);
+    int tries = 0, tries2 = 0;
+    CHECK_INT(claim_delivery(f, 1, did, &tries), 1);    /* a 1 ms lease */
+    CHECK_INT(tries, 1);
+    usleep(20000);
+    CHECK_INT(claim_delivery(f, 30000, did2, &tries2), 1); /* claimed again: try 2 */
+    CHECK_STR(did2, did);
+    CHECK_INT(tries2, 2);
+    /* try 1 delivered, recorded late: its row, but the delivery stays try 2's */
+    CHECK_INT(record_try(f, did, 1, 200, ACKD_DELIVERY_DONE), 0);
+    op = run(task_op(f, ACKD_TQ_DELIVERIES, tid, NULL));
+    CHECK(op && op->status == 0 && op->ndeliveries == 1);
+    CHECK_INT(op->deliveries[0].state, ACKD_DELIVERY_PENDING);
+    CHECK_INT(op->ntries[0], 1);
+    CHECK_INT(op->tries[0][0].n, 1);
+    CHECK_INT(op->tries[0][0].status, 200);
+    ackd_tq_op_free(op);
+    /* try 2 ends it */
+    CHECK_INT(record_try(f, did, 2, 200, ACKD_DELIVERY_DONE), 0);
+    op = run(task_op(f, ACKD_TQ_DELIVERIES, tid, NULL));
+    CHECK(op && op->status == 0);
+    CHECK_INT(op->deliveries[0].state, ACKD_DELIVERY_DELIVERED);
+    CHECK_INT(op->ntries[0], 2);
+    CHECK_INT(op->tries[0][1].n, 2);
+    ackd_tq_op_free(op);
+}
