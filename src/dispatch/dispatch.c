@@ -7,7 +7,7 @@
  *   rate    a queue out of tokens waits for the next one (on_claim_timer)
  *   store failures  a claim the store could not commit (a full disk) is
  *           made again after a backoff (on_claim_timer); an outcome it could
- *           not record is recorded again (on_record_timer), so a call that
+ *           not record is recorded again (queue/redo.h), so a call that
  *           was made is not made again for want of its record
  * Everything here but on_claimed and on_result_recorded (store threads)
  * runs on the loop's thread. */
@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "dispatch/upstream.h"
 #include "http/client.h"
+#include "queue/redo.h"
 #include "queue/retry.h"
 
 #define MAX_CLAIM 100
@@ -78,11 +79,7 @@ struct ackd_dispatch {
     bool stopping;                /* loop thread: no new claims */
     bool closing;                 /* loop thread: handles are closing */
     ackd_call_t *calls;           /* in flight */
-    /* outcomes the store failed to record, recorded again at record_timer */
-    ackd_tq_op_t **unrecorded;
-    int nunrecorded, capunrecorded;
-    int64_t record_backoff_ms;
-    uv_timer_t record_timer;
+    ackd_tq_redo_t unrecorded;   /* outcomes the store failed to record: recorded again */
     CURL *easy_pool[EASY_POOL];   /* reset handles: curl_easy_init is not free */
     int neasy;
 };
@@ -192,8 +189,9 @@ static void call_done(CURL *easy, CURLcode rc, void *data)
 
 /* An outcome the store failed to record: the same op again, the outcome
  * moved to it (the waiters, if any, had theirs; reads follow the store). */
-static void record_again(struct ackd_dispatch *d, ackd_tq_op_t *old)
+static void record_again(void *owner, ackd_tq_op_t *old)
 {
+    struct ackd_dispatch *d = owner;
     ackd_tq_op_t *op = ackd_tq_op_new(d->tq, old->kind, on_result_recorded, d);
     memcpy(op->id, old->id, ACKD_ID_MAX);
     memcpy(op->lease_id, old->lease_id, ACKD_ID_MAX);
@@ -206,20 +204,6 @@ static void record_again(struct ackd_dispatch *d, ackd_tq_op_t *old)
     ackd_tq_run(op);
 }
 
-static void on_record_timer(uv_timer_t *t)
-{
-    struct ackd_dispatch *d = t->data;
-    ackd_tq_op_t **ops = d->unrecorded;
-    int n = d->nunrecorded;
-    d->unrecorded = NULL;
-    d->nunrecorded = d->capunrecorded = 0;
-    if (ackd_tq_store_health(d->tq, NULL) == 0)
-        d->record_backoff_ms = 0; /* the store writes again: a new failure starts over */
-    for (int i = 0; i < n; i++)
-        record_again(d, ops[i]);
-    ackd_free(ops);
-}
-
 /* Loop thread: the store failed to record an outcome. */
 static void unrecorded_add(struct ackd_dispatch *d, ackd_tq_op_t *op)
 {
@@ -230,20 +214,13 @@ static void unrecorded_add(struct ackd_dispatch *d, ackd_tq_op_t *op)
         ackd_tq_op_free(op);
         return;
     }
-    if (d->nunrecorded == d->capunrecorded) {
-        d->capunrecorded = d->capunrecorded ? d->capunrecorded * 2 : 16;
-        d->unrecorded = ackd_realloc(d->unrecorded, (size_t)d->capunrecorded * sizeof *d->unrecorded);
-    }
-    d->unrecorded[d->nunrecorded++] = op;
-    if (d->nunrecorded == 1) {
-        int64_t b = d->record_backoff_ms;
-        d->record_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
-        ACKD_LOG(b == 0 ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
+    bool first = false;
+    int64_t wait = ackd_tq_redo_add(&d->unrecorded, op, &first);
+    if (wait)
+        ACKD_LOG(first ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
                  "upstream outcome not recorded: the store failed; recording it again",
                  LOG_TASK_AS(op->id, &op->task), LOG_STR("detail", op->detail),
-                 LOG_INT("retry_in_ms", d->record_backoff_ms));
-        uv_timer_start(&d->record_timer, on_record_timer, (uint64_t)d->record_backoff_ms, 0);
-    }
+                 LOG_INT("retry_in_ms", wait));
 }
 
 /* --- starting calls --- */
@@ -488,18 +465,16 @@ static void begin_stop(struct ackd_dispatch *d)
     for (int i = 0; i < n; i++)
         ackd_tq_op_free(ops[i]);
     ackd_free(ops);
-    for (int i = 0; i < d->nunrecorded; i++) {
+    ops = ackd_tq_redo_take(&d->unrecorded, &n);
+    for (int i = 0; i < n; i++) {
         ACKD_LOG(ACKD_LOG_WARN, "upstream outcome not recorded at shutdown: the task runs again "
-                 "when its lease expires",
-                 LOG_TASK_AS(d->unrecorded[i]->id, &d->unrecorded[i]->task));
-        ackd_tq_op_free(d->unrecorded[i]);
+                 "when its lease expires", LOG_TASK_AS(ops[i]->id, &ops[i]->task));
+        ackd_tq_op_free(ops[i]);
     }
-    ackd_free(d->unrecorded);
-    d->unrecorded = NULL;
-    d->nunrecorded = d->capunrecorded = 0;
+    ackd_free(ops);
     uv_close((uv_handle_t *)&d->async, NULL);
     uv_close((uv_handle_t *)&d->grace_timer, NULL);
-    uv_close((uv_handle_t *)&d->record_timer, NULL);
+    uv_close((uv_handle_t *)&d->unrecorded.timer, NULL);
     for (int i = 0; i < d->nqueues; i++)
         uv_close((uv_handle_t *)&d->queues[i].claim_timer, NULL);
 }
@@ -521,8 +496,7 @@ int ackd_dispatch_start(ackd_dispatch_t **out, const ackd_config_t *cfg, ackd_tq
     d->async.data = d;
     uv_timer_init(loop, &d->grace_timer);
     d->grace_timer.data = d;
-    uv_timer_init(loop, &d->record_timer);
-    d->record_timer.data = d;
+    ackd_tq_redo_init(&d->unrecorded, loop, tq, record_again, d);
     pthread_mutex_init(&d->lock, NULL);
     d->client = ackd_http_client_new(loop);
     d->queues = ackd_calloc((size_t)n, sizeof *d->queues);

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/units.h"
 #include "http/client.h"
+#include "queue/redo.h"
 #include "queue/retry.h"
 #include "webhook/deliver.h"
 
@@ -47,11 +48,7 @@ struct ackd_webhook_sender {
     pthread_mutex_t lock;         /* the inbox, shared with store threads */
     ackd_tq_op_t **inbox;
     int ninbox, capinbox;
-    /* tries the store failed to record (a full disk): recorded again */
-    ackd_tq_op_t **unrecorded;
-    int nunrecorded, capunrecorded;
-    int64_t record_backoff_ms;
-    uv_timer_t record_timer;
+    ackd_tq_redo_t unrecorded;   /* tries the store failed to record: recorded again */
     bool closed, stop_requested;
     int64_t grace_ms;
     bool stopping, closing;
@@ -331,8 +328,9 @@ static void claim_back(ackd_webhook_sender_t *s, const ackd_tq_op_t *op)
 
 /* A try the store failed to record, recorded again by a new op (the same
  * try, the same number). */
-static void record_again(ackd_webhook_sender_t *s, ackd_tq_op_t *old)
+static void record_again(void *owner, ackd_tq_op_t *old)
 {
+    ackd_webhook_sender_t *s = owner;
     ackd_tq_op_t *op = ackd_tq_op_new(s->tq, ACKD_TQ_DELIVERY_RECORD, on_recorded, s);
     memcpy(op->id, old->id, ACKD_ID_MAX);
     op->try_ = old->try_;
@@ -343,50 +341,28 @@ static void record_again(ackd_webhook_sender_t *s, ackd_tq_op_t *old)
     ackd_tq_run(op);
 }
 
-static void on_record_timer(uv_timer_t *t)
-{
-    ackd_webhook_sender_t *s = t->data;
-    ackd_tq_op_t **ops = s->unrecorded;
-    int n = s->nunrecorded;
-    s->unrecorded = NULL;
-    s->nunrecorded = s->capunrecorded = 0;
-    if (ackd_tq_store_health(s->tq, NULL) == 0)
-        s->record_backoff_ms = 0; /* the store writes again: a new failure starts over */
-    for (int i = 0; i < n; i++)
-        record_again(s, ops[i]);
-    ackd_free(ops);
-}
-
 /* Loop thread: the store failed to record a try. */
 static void unrecorded_add(ackd_webhook_sender_t *s, ackd_tq_op_t *op)
 {
-    if (s->nunrecorded == s->capunrecorded) {
-        s->capunrecorded = s->capunrecorded ? s->capunrecorded * 2 : 8;
-        s->unrecorded =
-            ackd_realloc(s->unrecorded, (size_t)s->capunrecorded * sizeof *s->unrecorded);
-    }
-    s->unrecorded[s->nunrecorded++] = op;
-    if (s->nunrecorded == 1) {
-        int64_t b = s->record_backoff_ms;
-        s->record_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
-        ACKD_LOG(b == 0 ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
+    bool first = false;
+    int64_t wait = ackd_tq_redo_add(&s->unrecorded, op, &first);
+    if (wait)
+        ACKD_LOG(first ? ACKD_LOG_WARN : ACKD_LOG_DEBUG,
                  "webhook try not recorded: the store failed; recording it again",
                  LOG_STR("delivery_id", op->id), LOG_STR("detail", op->detail),
-                 LOG_INT("retry_in_ms", s->record_backoff_ms));
-        uv_timer_start(&s->record_timer, on_record_timer, (uint64_t)s->record_backoff_ms, 0);
-    }
+                 LOG_INT("retry_in_ms", wait));
 }
 
 static void drop_unrecorded(ackd_webhook_sender_t *s)
 {
-    for (int i = 0; i < s->nunrecorded; i++) {
+    int n;
+    ackd_tq_op_t **ops = ackd_tq_redo_take(&s->unrecorded, &n);
+    for (int i = 0; i < n; i++) {
         ACKD_LOG(ACKD_LOG_WARN, "webhook try not recorded at shutdown: the delivery is tried "
-                 "again when its lease expires", LOG_STR("delivery_id", s->unrecorded[i]->id));
-        ackd_tq_op_free(s->unrecorded[i]);
+                 "again when its lease expires", LOG_STR("delivery_id", ops[i]->id));
+        ackd_tq_op_free(ops[i]);
     }
-    ackd_free(s->unrecorded);
-    s->unrecorded = NULL;
-    s->nunrecorded = s->capunrecorded = 0;
+    ackd_free(ops);
 }
 
 static void on_inbox(uv_async_t *a)
@@ -496,8 +472,7 @@ int ackd_webhook_sender_start(ackd_webhook_sender_t **out, const ackd_config_t *
     s->grace_timer.data = s;
     uv_timer_init(&s->loop, &s->claim_timer);
     s->claim_timer.data = s;
-    uv_timer_init(&s->loop, &s->record_timer);
-    s->record_timer.data = s;
+    ackd_tq_redo_init(&s->unrecorded, &s->loop, tq, record_again, s);
     pthread_mutex_init(&s->lock, NULL);
     s->client = ackd_http_client_new(&s->loop);
     int rc = uv_thread_create(&s->thread, thread_main, s);
