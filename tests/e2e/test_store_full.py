@@ -197,19 +197,26 @@ def test_timed_work_waits_for_the_disk_instead_of_spinning(start_ackd):
 
 
 
+def completed_with_a_webhook(start_ackd, rcv, timeout):
+    """A server (webhook tries `timeout` long, 1 s apart) and a task it
+    completed whose webhook goes to rcv's /hook: (server, api, task id)."""
+    cfg = queue_config({"jobs": {}}, storage={"sync": "full"})
+    cfg["webhooks"] = {"allow_private": "127.0.0.0/8", "schedule": "1s", "timeout": timeout}
+    srv = start_ackd(cfg)
+    api = Api(srv)
+    tid = api.submit_ok("jobs", {"n": 1}, callback_url=rcv.url("/hook"))
+    c = api.claim_one("jobs")
+    assert api.complete(tid, c["lease_id"], "done").status_code == 200
+    return srv, api, tid
+
+
 def test_the_webhook_sender_waits_out_a_full_disk(start_ackd, make_receiver):
     """A delivery retry that comes due while the disk is full cannot be
     leased: the sender claims again after a backoff, not in a loop, and
     delivers once the disk has room."""
     rcv = make_receiver()
     rcv.on("/hook", fail_then(1, status=503))  # the first try fails: the next is due 1 s later
-    cfg = queue_config({"jobs": {}}, storage={"sync": "full"})
-    cfg["webhooks"] = {"allow_private": "127.0.0.0/8", "schedule": "1s", "timeout": "2s"}
-    srv = start_ackd(cfg)
-    api = Api(srv)
-    tid = api.submit_ok("jobs", {"n": 1}, callback_url=rcv.url("/hook"))
-    c = api.claim_one("jobs")
-    assert api.complete(tid, c["lease_id"], "done").status_code == 200
+    srv, api, tid = completed_with_a_webhook(start_ackd, rcv, timeout="2s")
 
     def recorded():
         ds = api.get(f"/v1/tasks/{tid}/deliveries").json()["deliveries"]
@@ -240,13 +247,7 @@ def test_a_webhook_try_the_store_could_not_record_is_recorded_later(start_ackd, 
         release.wait(10 * SLOW)
         return Answer(200, b"ok")
     rcv.on("/hook", held)
-    cfg = queue_config({"jobs": {}}, storage={"sync": "full"})
-    cfg["webhooks"] = {"allow_private": "127.0.0.0/8", "schedule": "1s", "timeout": "5s"}
-    srv = start_ackd(cfg)
-    api = Api(srv)
-    tid = api.submit_ok("jobs", {"n": 1}, callback_url=rcv.url("/hook"))
-    c = api.claim_one("jobs")
-    assert api.complete(tid, c["lease_id"], "done").status_code == 200
+    srv, api, tid = completed_with_a_webhook(start_ackd, rcv, timeout="5s")
     assert arrived.wait(SOON), "the webhook never came"
     fill_disk(srv)
     release.set()
