@@ -122,7 +122,8 @@ static void set_idempotency(ackd_http_req_t *req, ackd_tq_item_t *it, const char
 
 static void log_accepted(const ackd_tq_item_t *it)
 {
-    ACKD_LOG(ACKD_LOG_DEBUG, "task accepted", LOG_TASK(&it->task), LOG_INT("replayed", it->replayed));
+    ACKD_LOG(ACKD_LOG_DEBUG, "task accepted", LOG_TASK(&it->task),
+             LOG_INT("replayed", it->replayed));
 }
 
 static ackd_http_response_t *on_enqueued(ackd_tq_op_t *op)

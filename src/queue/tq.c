@@ -1384,7 +1384,8 @@ void ackd_tq_log_attempt_end(const ackd_tq_op_t *op, int level, const char *msg)
         level = ACKD_LOG_WARN;
     if (level < ackd_log_level)
         return;
-    json_t *err = t->state != ACKD_TASK_COMPLETED && t->error ? json_loads(t->error, 0, NULL) : NULL;
+    json_t *err =
+        t->state != ACKD_TASK_COMPLETED && t->error ? json_loads(t->error, 0, NULL) : NULL;
     const char *why = json_string_value(json_object_get(err, "message"));
     ACKD_LOG(level, msg, LOG_TASK(t), LOG_INT("attempt", t->attempts),
              LOG_INT("max_attempts", t->max_attempts),
