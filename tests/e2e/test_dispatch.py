@@ -271,6 +271,31 @@ def test_503_with_retry_after_http_date_is_honoured(server, up):
 # an upstream that is not there, one that hangs, one that says too much
 
 
+@pytest.mark.parametrize("status,ends", [(200, "completed"), (503, "canceled")])
+def test_a_cancel_during_a_call_lets_it_finish_and_stops_retries(server, up, api, status, ends):
+    """Cancel while the upstream works: the call is not cut (the backend may
+    have charged already). Its success completes the task; a failure that
+    would be retried cancels it instead."""
+    path = f"/oa/{unique('cancel')}"
+    gate = threading.Event()
+
+    def held(req, n):
+        gate.wait(10 * SLOW)
+        return Answer(status, {"n": n})
+    up.on(path, held)
+    r, _ = post(server, path, {"x": 1})
+    assert r.status_code == 202, r.text
+    tid = r.json()["task_id"]
+    up.wait_calls(1, path)
+    c = api.cancel(tid)
+    assert c.status_code == 200, c.text
+    assert c.json()["status"] == "processing" and c.json()["cancel_requested"] is True, c.text
+    gate.set()
+    d = terminal(api, tid)
+    assert d["status"] == ends and d["attempts"] == 1, d
+    assert len(up.calls(path)) == 1
+
+
 def test_refused_connections_are_retried_then_the_task_fails(server, api):
     r, _ = post(server, "/refused", {"x": 1})
     p = problem(r, 502, "task-failed")
