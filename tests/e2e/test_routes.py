@@ -33,7 +33,7 @@ import requests
 
 from conftest import SLOW, RawConn, assert_problem, build_request
 from queue_helpers import SOON, TASK_ID_RE, Api, problem, queue_config, wait_for
-from upstream import Answer, answer, upstream_module  # noqa: F401 (fixture)
+from upstream import Answer, answer, make_upstream, upstream_module  # noqa: F401 (fixtures)
 
 SLOW_DELAY = 3.0        # the slow upstream: longer than any wait below
 SYNC_TIMEOUT = 1.5      # /m/sync and /m/strict
@@ -773,3 +773,32 @@ def test_crlf_in_a_header_is_refused(server, up, raw):
     assert_problem(r, 400)
     time.sleep(0.2)
     assert not up.calls(path)
+
+
+def test_with_keys_a_route_needs_a_client_key_and_keeps_it_from_the_upstream(start_ackd,
+                                                                               make_upstream):
+    """With [keys], a route request is an API call like a submit: without a
+    key it is a 401 and nothing is stored or sent; with a client key the task
+    is that tenant's (another tenant's key reads 404); the Authorization
+    header is ackd's and never reaches the upstream."""
+    up = make_upstream()
+    up.default(answer(200, {"ok": True}))
+    keys = {"key-a": "acme client", "key-b": "globex client", "key-w": "acme worker pay"}
+    cfg = queue_config({"pay": {"upstream": up.origin,
+                                "forward_headers": "authorization x-custom"}}, keys=keys)
+    cfg["route POST /api/pay"] = {"queue": "pay", "mode": "sync", "sync_timeout": "10s"}
+    srv = start_ackd(cfg)
+    r, _ = post(srv, "/api/pay", {"n": 1})
+    assert r.status_code == 401 and "Bearer" in r.headers["WWW-Authenticate"], r.text
+    r, _ = post(srv, "/api/pay", {"n": 1}, {"Authorization": "Bearer key-w"})
+    assert r.status_code == 403, r.text
+    assert up.requests == []
+    r, _ = post(srv, "/api/pay", {"n": 2}, {"Authorization": "Bearer key-a", "X-Custom": "c"})
+    assert r.status_code == 200, r.text
+    (c,) = up.requests
+    assert c.header("X-Custom") == "c" and c.header("Authorization") is None, c.headers
+    tid = r.headers["Task-Id"]
+    with Api(srv, key="key-a") as a, Api(srv, key="key-b") as b:
+        assert a.status(tid) == "completed"
+        problem(b.get(f"/v1/tasks/{tid}"), 404)
+
