@@ -206,14 +206,8 @@ static void check_route_upstream_path(ackd_config_loader_t *ld, size_t i)
                             at.data, q->name);
     for (const char *p = r->upstream_path; (p = strchr(p, '{'));) {
         const char *end = strchr(p, '}');
-        size_t n = end ? (size_t)(end - p + 1) : strlen(p);
-        const char *in_route = r->path;
-        bool found = false;
-        while (end && (in_route = strstr(in_route, "{")) && !found) {
-            found = strncmp(in_route, p, n) == 0;
-            in_route++;
-        }
-        if (!found) {
+        size_t n = end ? (size_t)(end - p + 1) : strlen(p); /* "{name}", braces and all */
+        if (!end || !memmem(r->path, strlen(r->path), p, n)) {
             ackd_config_problem(ld, "%supstream_path: %.*s is not a parameter of %s", at.data,
                                 (int)n, p, r->path);
             break;

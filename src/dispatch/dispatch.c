@@ -41,8 +41,6 @@
 /* Waits after the store failed a claim or an outcome's record: doubled
  * per failure up to the max; back to none once a claim succeeds (claims) or
  * the store writes again (records). */
-#define STORE_RETRY_MIN_MS 100
-#define STORE_RETRY_MAX_MS 2000
 
 typedef struct qstate {
     struct ackd_dispatch *d;
@@ -376,7 +374,8 @@ static void post_inbox(struct ackd_dispatch *d, ackd_tq_op_t *op)
 static void claim_failed(qstate_t *q, const ackd_tq_op_t *op)
 {
     int64_t b = q->claim_backoff_ms;
-    q->claim_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+    q->claim_backoff_ms =
+        ackd_backoff_next_ms(b, ACKD_STORE_RETRY_MIN_MS, ACKD_STORE_RETRY_MAX_MS);
     q->claim_after = uv_now(q->d->loop) + (uint64_t)q->claim_backoff_ms;
     if (b == 0)
         ACKD_LOG(ACKD_LOG_WARN, "claims fail: the store failed; claiming again after a backoff",

@@ -4,9 +4,6 @@
 #include "base/alloc.h"
 #include "queue/retry.h"
 
-#define REDO_MIN_MS 100
-#define REDO_MAX_MS 2000
-
 static void on_timer(uv_timer_t *t)
 {
     ackd_tq_redo_t *r = t->data;
@@ -37,7 +34,8 @@ int64_t ackd_tq_redo_add(ackd_tq_redo_t *r, ackd_tq_op_t *op, bool *first)
     if (r->n > 1)
         return 0; /* the timer runs them all */
     *first = r->backoff_ms == 0;
-    r->backoff_ms = ackd_backoff_next_ms(r->backoff_ms, REDO_MIN_MS, REDO_MAX_MS);
+    r->backoff_ms = ackd_backoff_next_ms(r->backoff_ms, ACKD_STORE_RETRY_MIN_MS,
+                                         ACKD_STORE_RETRY_MAX_MS);
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->backoff_ms, 0);
     return r->backoff_ms;
 }

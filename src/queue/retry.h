@@ -18,6 +18,9 @@ int64_t ackd_backoff_ms(int64_t base_ms, int64_t cap_ms, int n, double jitter,
  * none (prev_ms 0), then doubled, at most max_ms (the dispatcher's and the
  * webhook sender's claims and records when the store fails). */
 int64_t ackd_backoff_next_ms(int64_t prev_ms, int64_t min_ms, int64_t max_ms);
+/* Its bounds when the store fails (a full disk): 100 ms doubling to 2 s. */
+#define ACKD_STORE_RETRY_MIN_MS 100
+#define ACKD_STORE_RETRY_MAX_MS 2000
 /* A uniform random number in [0, 1) from the kernel's generator. */
 double ackd_jitter(void);
 

@@ -23,8 +23,6 @@
 #define MAX_INFLIGHT 256
 #define CLAIM_WAIT_MS 30000
 #define LEASE_MARGIN_MS 10000
-#define STORE_RETRY_MIN_MS 100
-#define STORE_RETRY_MAX_MS 2000
 
 struct ackd_webhook_sender {
     const ackd_config_t *cfg;
@@ -313,7 +311,8 @@ static void claim_back(ackd_webhook_sender_t *s, const ackd_tq_op_t *op)
 {
     if (ackd_tq_store_failed(op)) {
         int64_t b = s->claim_backoff_ms;
-        s->claim_backoff_ms = ackd_backoff_next_ms(b, STORE_RETRY_MIN_MS, STORE_RETRY_MAX_MS);
+        s->claim_backoff_ms =
+            ackd_backoff_next_ms(b, ACKD_STORE_RETRY_MIN_MS, ACKD_STORE_RETRY_MAX_MS);
         s->claim_after = uv_now(&s->loop) + (uint64_t)s->claim_backoff_ms;
         if (b == 0)
             ACKD_LOG(ACKD_LOG_WARN, "webhook claims fail: the store failed; claiming again after "
